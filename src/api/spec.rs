@@ -1,0 +1,325 @@
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::FederationEnablementStatus;
+
+/// Enables multi-cluster federation for one fleet (cluster group) and reports its progress.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "federation.fleet.dev",
+    version = "v1alpha1",
+    kind = "FederationEnablement",
+    plural = "federationenablements",
+    namespaced,
+    shortname = "fe",
+    shortname = "fedenable",
+    category = "federation",
+    status = "FederationEnablementStatus",
+    derive = "PartialEq",
+    doc = "Enables multi-cluster federation for a fleet and reports the progress of every subjob.",
+    printcolumn(name = "FLEET", type_ = "string", json_path = ".spec.clusterGroupID"),
+    printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "CURRENT",
+        type_ = "string",
+        json_path = ".status.currentSubJobs",
+        priority = 1
+    ),
+    printcolumn(name = "REASON", type_ = "string", json_path = ".status.reason", priority = 1),
+    validation = Rule::new(
+        "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40"
+    )
+    .message("metadata.name must be a DNS-1035 label (lower-case letters, digits, '-', starting with a letter) of at most 40 characters")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationEnablementSpec {
+    /// The fleet (cluster group) this federation is for. Unique across the cluster; immutable.
+    #[serde(rename = "clusterGroupID")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[a-z0-9-]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterGroupID is immutable"))]
+    pub cluster_group_id: String,
+
+    /// How the federation appears in the federation status list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+
+    /// Where the federation control plane runs.
+    #[serde(default)]
+    pub control_plane: ControlPlane,
+
+    /// The serving certificate of the federation API server.
+    #[serde(default)]
+    pub certificate: Certificate,
+
+    /// The Service that exposes the federation API server.
+    #[serde(default)]
+    pub network: Network,
+
+    /// The Helm chart that installs the federation control plane.
+    pub chart: Chart,
+
+    /// An OIDC configuration federated with the control plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<Sso>,
+
+    /// Time limit of one attempt of a subjob, in seconds.
+    #[serde(default = "default_sub_job_timeout_seconds")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub sub_job_timeout_seconds: i64,
+
+    /// Retries of a failed subjob after its first attempt, as in a Kubernetes Job.
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0, max = 20))]
+    pub backoff_limit: i32,
+
+    /// While true, no new subjob starts; running ones are still observed.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_sub_job_timeout_seconds() -> i64 {
+    600
+}
+
+fn default_backoff_limit() -> i32 {
+    3
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Platform {
+    /// Display name; the enablement's name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    #[serde(default = "default_product_type")]
+    #[schemars(length(min = 1, max = 63))]
+    pub product_type: String,
+}
+
+pub(crate) fn default_product_type() -> String {
+    "kubernetes".to_string()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.__namespace__) ? self.__namespace__ : '') == (has(oldSelf.__namespace__) ? oldSelf.__namespace__ : '')")
+        .message("controlPlane.namespace is immutable")
+)]
+pub struct ControlPlane {
+    /// Namespace of the control plane; the enablement's own namespace when absent. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+    /// Labels a node must carry to host the control plane.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// How many nodes to reserve for the control plane.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 7))]
+    pub replicas: i32,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            node_selector: BTreeMap::new(),
+            replicas: default_replicas(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    /// Validity of the serving certificate, in days.
+    #[serde(default = "default_validity_days")]
+    #[schemars(range(min = 1, max = 10950))]
+    pub validity_days: i64,
+    /// Extra subject alternative names: DNS names or IP addresses.
+    #[serde(default, rename = "extraSANs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$|^[0-9a-fA-F:.]+$")
+        )
+    )]
+    pub extra_sans: Vec<String>,
+}
+
+fn default_validity_days() -> i64 {
+    365
+}
+
+impl Default for Certificate {
+    fn default() -> Self {
+        Self {
+            validity_days: default_validity_days(),
+            extra_sans: Vec::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum NetworkType {
+    #[default]
+    LoadBalancer,
+    NodePort,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.elbID) || self.type == 'LoadBalancer'")
+        .message("network.elbID requires network.type LoadBalancer")
+)]
+pub struct Network {
+    /// `LoadBalancer` or `NodePort`.
+    #[serde(default, rename = "type")]
+    pub type_: NetworkType,
+    /// Port of the federation API server on the Service.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Id of an existing cloud load balancer to use.
+    #[serde(default, rename = "elbID", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub elb_id: Option<String>,
+    /// Service annotation that carries `elbID`.
+    #[serde(default = "default_elb_id_annotation", rename = "elbIDAnnotation")]
+    #[schemars(
+        length(min = 1, max = 316),
+        pattern(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
+    pub elb_id_annotation: String,
+    /// Annotations copied onto the Service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_port() -> i32 {
+    5443
+}
+
+fn default_elb_id_annotation() -> String {
+    "kubernetes.io/elb.id".to_string()
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            type_: NetworkType::default(),
+            port: default_port(),
+            elb_id: None,
+            elb_id_annotation: default_elb_id_annotation(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.releaseName) ? self.releaseName : '') == (has(oldSelf.releaseName) ? oldSelf.releaseName : '')")
+        .message("chart.releaseName is immutable")
+)]
+pub struct Chart {
+    /// Chart repository: an `http(s)://` URL or an `oci://` registry path.
+    #[schemars(length(min = 1, max = 2048), pattern(r"^(https?|oci)://[^\s]+$"))]
+    pub repository: String,
+    /// Chart name in the repository.
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    )]
+    pub name: String,
+    /// Chart version (or a semver range).
+    #[schemars(length(min = 1, max = 128), pattern(r"^[^\s]+$"))]
+    pub version: String,
+    /// Helm release name; the enablement's name when absent. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 53), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub release_name: Option<String>,
+    /// Values passed to the chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Secret in the enablement's namespace with `username` and `password` for a private repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// Image that runs `helm`; must be in the controller's `--allowed-runner-images`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub runner_image: Option<String>,
+    /// ClusterRole the installer Job is bound to; must be in `--allowed-installer-roles`.
+    #[serde(default = "default_installer_cluster_role")]
+    #[schemars(length(min = 1, max = 253))]
+    pub installer_cluster_role: String,
+    /// Bind the installer role cluster-wide (needs `--allow-cluster-scoped-charts`).
+    #[serde(default)]
+    pub cluster_scoped: bool,
+}
+
+pub(crate) fn default_installer_cluster_role() -> String {
+    "federation-chart-installer".to_string()
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sso {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub config_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub config_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub client_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s]+$"))]
+    pub issuer_url: Option<String>,
+}
+
+impl FederationEnablementSpec {
+    /// The namespace the control plane runs in, given the enablement's own namespace.
+    pub fn control_plane_namespace<'a>(&'a self, own_namespace: &'a str) -> &'a str {
+        self.control_plane
+            .namespace
+            .as_deref()
+            .unwrap_or(own_namespace)
+    }
+
+    /// The Helm release name, given the enablement's name.
+    pub fn release_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.chart.release_name.as_deref().unwrap_or(name)
+    }
+}

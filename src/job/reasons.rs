@@ -1,0 +1,35 @@
+//! Stable CamelCase reasons that scripts can match. Documented in the README.
+
+// Job and subjob outcomes.
+pub const SUCCEEDED: &str = "Succeeded";
+pub const FAILED: &str = "Failed";
+pub const RUNNING: &str = "Running";
+pub const PENDING: &str = "Pending";
+pub const SUSPENDED: &str = "Suspended";
+pub const TIMEOUT: &str = "Timeout";
+pub const WAITING_FOR_NAMESPACE: &str = "WaitingForNamespace";
+pub const AS_EXPECTED: &str = "AsExpected";
+pub const DELETING: &str = "Deleting";
+
+// Gates checked before anything is created.
+pub const NOT_ALLOWED: &str = "NotAllowed";
+pub const DUPLICATE_CLUSTER_GROUP_ID: &str = "DuplicateClusterGroupID";
+
+// Executor outcomes.
+pub const NAME_CONFLICT: &str = "NameConflict";
+pub const INSUFFICIENT_NODES: &str = "InsufficientNodes";
+pub const WAITING_FOR_LOAD_BALANCER: &str = "WaitingForLoadBalancer";
+pub const WAITING_FOR_NODE_PORT: &str = "WaitingForNodePort";
+pub const WAITING_FOR_NODE_ADDRESS: &str = "WaitingForNodeAddress";
+pub const WAITING_FOR_ENDPOINT: &str = "WaitingForEndpoint";
+pub const CERTIFICATE_ISSUED: &str = "CertificateIssued";
+pub const INSTALLING: &str = "Installing";
+pub const INSTALL_FAILED: &str = "InstallFailed";
+pub const UNINSTALLING: &str = "Uninstalling";
+pub const UNINSTALL_FAILED: &str = "UninstallFailed";
+pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+pub const API_ERROR: &str = "ApiError";
+pub const REPAIRED: &str = "Repaired";
+pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+pub const NOT_INSTALLED: &str = "NotInstalled";
+pub const SIMULATED_FAILURE: &str = "SimulatedFailure";

@@ -1,0 +1,741 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use proptest::prelude::*;
+
+use super::*;
+use crate::api::{
+    Chart, FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
+    TeardownStepType,
+};
+
+use SubJobType::{CreateCert, CreateNetworkResource, CreateNode, InstallFederationChart};
+
+fn spec() -> FederationEnablementSpec {
+    serde_json::from_value(serde_json::json!({
+        "clusterGroupID": "fleet-a",
+        "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3"},
+    }))
+    .expect("valid spec")
+}
+
+fn t0() -> Timestamp {
+    "2026-01-15T08:00:00Z".parse().expect("timestamp")
+}
+
+fn at(seconds: i64) -> Timestamp {
+    t0() + SignedDuration::from_secs(seconds)
+}
+
+struct Ids(u32);
+
+impl Ids {
+    fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("uid-{}", self.0)
+    }
+}
+
+/// Drives `decide` the way the controller does.
+struct Harness {
+    spec: FederationEnablementSpec,
+    status: FederationEnablementStatus,
+    retry: Option<String>,
+    blocked: Option<Blocked>,
+    namespace_ready: bool,
+    ids: Ids,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Harness {
+            spec: spec(),
+            status: FederationEnablementStatus::default(),
+            retry: None,
+            blocked: None,
+            namespace_ready: true,
+            ids: Ids(0),
+        }
+    }
+
+    fn step(&mut self, now: Timestamp, observations: &[(SubJobType, Observation)]) -> Decision {
+        let input = JobInput {
+            spec: &self.spec,
+            generation: Some(1),
+            retry_annotation: self.retry.as_deref(),
+            blocked: self.blocked.clone(),
+            namespace_ready: self.namespace_ready,
+            now,
+        };
+        let observations: BTreeMap<_, _> = observations.iter().cloned().collect();
+        let ids = &mut self.ids;
+        let decision = decide(&input, &self.status, &observations, &mut || ids.next());
+        self.status = decision.status.clone();
+        decision
+    }
+
+    fn sub_job(&self, t: SubJobType) -> &crate::api::SubJobStatus {
+        self.status.sub_job(t).expect("subjob present")
+    }
+
+    fn phase(&self) -> JobPhase {
+        self.status.phase.expect("phase set")
+    }
+
+    /// Runs the job to Success with every executor succeeding at once.
+    fn run_to_success(&mut self, now: Timestamp) {
+        for _ in 0..4 {
+            let d = self.step(now, &[]);
+            let obs: Vec<_> = d
+                .execute
+                .iter()
+                .map(|(t, _)| (*t, Observation::succeeded()))
+                .collect();
+            self.step(now, &obs);
+        }
+        assert_eq!(self.phase(), JobPhase::Success);
+    }
+}
+
+fn attempts(d: &Decision) -> Vec<(SubJobType, Mode)> {
+    d.execute.clone()
+}
+
+#[test]
+fn new_enablement_starts_node_and_network_together() {
+    let mut h = Harness::new();
+    let d = h.step(t0(), &[]);
+    assert_eq!(
+        attempts(&d),
+        vec![
+            (CreateNode, Mode::Attempt(1)),
+            (CreateNetworkResource, Mode::Attempt(1))
+        ]
+    );
+    assert_eq!(h.phase(), JobPhase::Running);
+    assert_eq!(h.status.progress.as_deref(), Some("0/4"));
+    assert_eq!(
+        h.status.current_sub_jobs.as_deref(),
+        Some("CreateNode,CreateNetworkResource")
+    );
+    let types: Vec<_> = h.status.sub_jobs.iter().map(|s| s.type_).collect();
+    assert_eq!(
+        types,
+        SubJobType::ALL.to_vec(),
+        "always all four, in DAG order"
+    );
+    assert!(
+        d.transitions
+            .contains(&Transition::SubJobStarted(CreateNode))
+    );
+}
+
+#[test]
+fn cert_waits_until_node_and_network_have_succeeded() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let d = h.step(at(1), &[(CreateNode, Observation::succeeded())]);
+    assert!(d.execute.iter().all(|(t, _)| *t != CreateCert));
+    assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
+    let d = h.step(at(2), &[(CreateNetworkResource, Observation::succeeded())]);
+    assert_eq!(attempts(&d), vec![(CreateCert, Mode::Attempt(1))]);
+}
+
+#[test]
+fn chart_starts_only_after_cert_succeeded() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    h.step(
+        at(1),
+        &[
+            (CreateNode, Observation::succeeded()),
+            (CreateNetworkResource, Observation::succeeded()),
+        ],
+    );
+    assert_eq!(
+        h.sub_job(InstallFederationChart).phase,
+        SubJobPhase::Pending
+    );
+    let d = h.step(at(2), &[(CreateCert, Observation::succeeded())]);
+    assert_eq!(
+        attempts(&d),
+        vec![(InstallFederationChart, Mode::Attempt(1))]
+    );
+    let d = h.step(at(3), &[(InstallFederationChart, Observation::succeeded())]);
+    assert_eq!(h.phase(), JobPhase::Success);
+    assert_eq!(h.status.progress.as_deref(), Some("4/4"));
+    assert_eq!(h.status.current_sub_jobs, None);
+    assert_eq!(h.status.completion_time.as_ref().map(|t| t.0), Some(at(3)));
+    assert!(d.transitions.contains(&Transition::JobSucceeded));
+    let ready = h.status.condition(CONDITION_READY).expect("Ready");
+    assert_eq!(ready.status, "True");
+    let progressing = h
+        .status
+        .condition(CONDITION_PROGRESSING)
+        .expect("Progressing");
+    assert_eq!(progressing.status, "False");
+}
+
+#[test]
+fn progressing_observation_is_recorded_and_the_subjob_stays_running() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let mut extend = BTreeMap::new();
+    extend.insert("JobExtendParamKeyElbID".to_string(), "elb-1".to_string());
+    h.step(
+        at(1),
+        &[(
+            CreateNetworkResource,
+            Observation::Progressing {
+                reason: "WaitingForLoadBalancer".into(),
+                message: "no ingress yet".into(),
+                extend_param: extend,
+            },
+        )],
+    );
+    let network = h.sub_job(CreateNetworkResource);
+    assert_eq!(network.phase, SubJobPhase::Running);
+    assert_eq!(network.reason.as_deref(), Some("WaitingForLoadBalancer"));
+    assert_eq!(network.extend_param["JobExtendParamKeyElbID"], "elb-1");
+    assert_eq!(network.update_time.as_ref().map(|t| t.0), Some(at(1)));
+}
+
+#[test]
+fn failed_attempt_is_retried_after_exponential_backoff() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let d = h.step(
+        at(1),
+        &[(CreateNode, Observation::failed("ApiError", "boom"))],
+    );
+    let node = h.sub_job(CreateNode);
+    assert_eq!(node.phase, SubJobPhase::Running);
+    assert_eq!(node.attempts, 1);
+    assert_eq!(node.reason.as_deref(), Some("ApiError"));
+    assert_eq!(node.next_attempt_time.as_ref().map(|t| t.0), Some(at(6)));
+    assert!(d.execute.iter().all(|(t, _)| *t != CreateNode));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
+
+    let d = h.step(at(5), &[]);
+    assert!(
+        d.execute.iter().all(|(t, _)| *t != CreateNode),
+        "not before the backoff"
+    );
+    let d = h.step(at(6), &[]);
+    assert!(d.execute.contains(&(CreateNode, Mode::Attempt(2))));
+    h.step(
+        at(7),
+        &[(CreateNode, Observation::failed("ApiError", "boom again"))],
+    );
+    let node = h.sub_job(CreateNode);
+    assert_eq!(
+        node.message.as_deref(),
+        Some("boom again"),
+        "each attempt replaces the message"
+    );
+    assert_eq!(node.next_attempt_time.as_ref().map(|t| t.0), Some(at(17)));
+}
+
+#[test]
+fn backoff_doubles_from_five_seconds_and_is_capped_at_five_minutes() {
+    assert_eq!(backoff_delay(1), Duration::from_secs(5));
+    assert_eq!(backoff_delay(2), Duration::from_secs(10));
+    assert_eq!(backoff_delay(3), Duration::from_secs(20));
+    assert_eq!(backoff_delay(7), Duration::from_secs(300));
+    assert_eq!(backoff_delay(1000), Duration::from_secs(300));
+}
+
+fn fail_node_until_given_up(h: &mut Harness) -> Timestamp {
+    let mut now = t0();
+    h.step(now, &[]);
+    loop {
+        now += SignedDuration::from_secs(1);
+        h.step(
+            now,
+            &[(
+                CreateNode,
+                Observation::failed("ApiError", "nodes unavailable"),
+            )],
+        );
+        if h.sub_job(CreateNode).phase == SubJobPhase::Failed {
+            return now;
+        }
+        now = h
+            .sub_job(CreateNode)
+            .next_attempt_time
+            .as_ref()
+            .expect("backoff")
+            .0;
+        h.step(now, &[]);
+    }
+}
+
+#[test]
+fn failed_subjob_is_retried_until_backoff_limit() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 2;
+    fail_node_until_given_up(&mut h);
+    assert_eq!(
+        h.sub_job(CreateNode).attempts,
+        3,
+        "backoffLimit + 1 attempts"
+    );
+}
+
+#[test]
+fn running_subjobs_finish_before_the_job_fails_and_nothing_new_starts() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    h.step(t0(), &[]);
+    h.step(
+        at(1),
+        &[(CreateNode, Observation::failed("InsufficientNodes", "0/1"))],
+    );
+    assert_eq!(h.sub_job(CreateNode).phase, SubJobPhase::Failed);
+    assert_eq!(
+        h.phase(),
+        JobPhase::Running,
+        "CreateNetworkResource still runs"
+    );
+    let d = h.step(at(2), &[(CreateNetworkResource, Observation::succeeded())]);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(h.status.reason.as_deref(), Some("InsufficientNodes"));
+    assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
+    assert!(d.execute.is_empty());
+    assert!(d.transitions.iter().any(
+        |t| matches!(t, Transition::JobFailed { reason, .. } if reason == "InsufficientNodes")
+    ));
+    assert_eq!(
+        h.status
+            .condition(CONDITION_READY)
+            .map(|c| c.status.as_str()),
+        Some("False")
+    );
+}
+
+#[test]
+fn attempt_that_outlives_its_timeout_fails_with_reason_timeout() {
+    let mut h = Harness::new();
+    h.spec.sub_job_timeout_seconds = 60;
+    h.step(t0(), &[]);
+    let d = h.step(at(30), &[]);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+    assert_eq!(h.sub_job(CreateNode).phase, SubJobPhase::Running);
+    let d = h.step(at(60), &[]);
+    let node = h.sub_job(CreateNode);
+    assert_eq!(node.reason.as_deref(), Some("Timeout"));
+    assert!(node.next_attempt_time.is_some());
+    assert!(d.execute.iter().all(|(t, _)| *t != CreateNode));
+}
+
+#[test]
+fn retry_annotation_resets_failed_subjobs_and_keeps_succeeded_ones() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    h.step(t0(), &[]);
+    h.step(
+        at(1),
+        &[
+            (CreateNode, Observation::succeeded()),
+            (
+                CreateNetworkResource,
+                Observation::failed("NameConflict", "taken"),
+            ),
+        ],
+    );
+    assert_eq!(h.phase(), JobPhase::Failed);
+    let job_uid = h.status.job_uid.clone();
+    let network_uid = h.sub_job(CreateNetworkResource).uid.clone();
+
+    h.retry = Some("1".into());
+    let d = h.step(at(2), &[]);
+    assert_eq!(h.status.last_handled_retry.as_deref(), Some("1"));
+    assert_eq!(h.status.job_uid, job_uid);
+    let network = h.sub_job(CreateNetworkResource);
+    assert_eq!(network.uid, network_uid);
+    assert_eq!(network.attempts, 1, "reset to 0 then started again");
+    assert_eq!(network.phase, SubJobPhase::Running);
+    assert_eq!(h.sub_job(CreateNode).phase, SubJobPhase::Success);
+    assert_eq!(
+        attempts(&d),
+        vec![(CreateNetworkResource, Mode::Attempt(1))]
+    );
+    assert_eq!(h.phase(), JobPhase::Running);
+    assert_eq!(h.status.completion_time, None);
+}
+
+#[test]
+fn retry_value_present_at_creation_or_already_handled_does_nothing() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    h.retry = Some("at-creation".into());
+    h.step(t0(), &[]);
+    assert_eq!(h.status.last_handled_retry.as_deref(), Some("at-creation"));
+    h.step(at(1), &[(CreateNode, Observation::failed("ApiError", "x"))]);
+    h.step(at(2), &[(CreateNetworkResource, Observation::succeeded())]);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    let before = h.status.clone();
+    let d = h.step(at(3), &[]);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert!(d.execute.is_empty());
+    assert_eq!(h.status, before, "nothing changed, nothing to write");
+}
+
+#[test]
+fn spec_change_starts_a_new_job_run() {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    let old_uid = h.status.job_uid.clone();
+    h.spec.control_plane.replicas = 3;
+    let d = h.step(at(10), &[]);
+    assert_ne!(h.status.job_uid, old_uid);
+    assert_eq!(h.phase(), JobPhase::Running);
+    assert_eq!(h.sub_job(CreateNode).attempts, 1);
+    assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
+    assert_eq!(h.status.creation_time.as_ref().map(|t| t.0), Some(at(10)));
+    assert_eq!(d.execute.len(), 2);
+}
+
+#[test]
+fn suspend_stops_new_starts_without_a_new_run() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let uid = h.status.job_uid.clone();
+    h.spec.suspend = true;
+    let d = h.step(
+        at(1),
+        &[
+            (CreateNode, Observation::succeeded()),
+            (CreateNetworkResource, Observation::succeeded()),
+        ],
+    );
+    assert_eq!(
+        h.status.job_uid, uid,
+        "suspend is not part of the spec hash"
+    );
+    assert_eq!(
+        h.sub_job(CreateNode).phase,
+        SubJobPhase::Success,
+        "running ones observed"
+    );
+    assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
+    assert!(d.execute.is_empty());
+    let progressing = h
+        .status
+        .condition(CONDITION_PROGRESSING)
+        .expect("Progressing");
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("False", "Suspended")
+    );
+
+    h.spec.suspend = false;
+    let d = h.step(at(2), &[]);
+    assert_eq!(attempts(&d), vec![(CreateCert, Mode::Attempt(1))]);
+}
+
+#[test]
+fn blocked_job_fails_at_once_creates_nothing_and_resumes_when_unblocked() {
+    let mut h = Harness::new();
+    h.blocked = Some(Blocked {
+        reason: reasons::DUPLICATE_CLUSTER_GROUP_ID,
+        message: "fleet-a is owned by ns/other".into(),
+    });
+    let d = h.step(t0(), &[]);
+    assert!(d.execute.is_empty());
+    assert!(!d.ensure_namespace);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(h.status.reason.as_deref(), Some("DuplicateClusterGroupID"));
+    assert!(
+        h.status
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Pending)
+    );
+
+    h.blocked = None;
+    let d = h.step(at(1), &[]);
+    assert_eq!(h.phase(), JobPhase::Running);
+    assert_eq!(d.execute.len(), 2);
+}
+
+#[test]
+fn missing_namespace_is_ensured_before_any_subjob_starts() {
+    let mut h = Harness::new();
+    h.namespace_ready = false;
+    let d = h.step(t0(), &[]);
+    assert!(d.ensure_namespace);
+    assert!(d.execute.is_empty());
+    assert_eq!(h.phase(), JobPhase::Pending);
+    assert_eq!(h.status.reason.as_deref(), Some("WaitingForNamespace"));
+}
+
+#[test]
+fn a_decision_that_changes_nothing_returns_the_same_status() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    h.step(
+        at(1),
+        &[(
+            CreateNode,
+            Observation::progressing("InsufficientNodes", "0/1 nodes"),
+        )],
+    );
+    let before = h.status.clone();
+    h.step(
+        at(2),
+        &[(
+            CreateNode,
+            Observation::progressing("InsufficientNodes", "0/1 nodes"),
+        )],
+    );
+    assert_eq!(h.status, before);
+}
+
+#[test]
+fn success_is_maintained_and_drift_sets_degraded() {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    let d = h.step(at(10), &[]);
+    assert_eq!(d.execute.len(), 4);
+    assert!(d.execute.iter().all(|(_, m)| *m == Mode::Maintain));
+
+    let mut obs: Vec<_> = SubJobType::ALL
+        .iter()
+        .map(|t| (*t, Observation::succeeded()))
+        .collect();
+    obs[1].1 = Observation::progressing("WaitingForLoadBalancer", "service recreated");
+    h.step(at(11), &obs);
+    assert_eq!(h.phase(), JobPhase::Success);
+    let degraded = h.status.condition(CONDITION_DEGRADED).expect("Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "WaitingForLoadBalancer")
+    );
+    assert_eq!(
+        h.status
+            .condition(CONDITION_READY)
+            .map(|c| c.status.as_str()),
+        Some("False")
+    );
+
+    let healthy: Vec<_> = SubJobType::ALL
+        .iter()
+        .map(|t| (*t, Observation::succeeded()))
+        .collect();
+    h.step(at(12), &healthy);
+    let degraded = h.status.condition(CONDITION_DEGRADED).expect("Degraded");
+    assert_eq!(degraded.status, "False");
+    assert_eq!(
+        h.status
+            .condition(CONDITION_READY)
+            .map(|c| c.status.as_str()),
+        Some("True")
+    );
+}
+
+#[test]
+fn recorded_times_never_run_backwards_when_the_clock_does() {
+    let mut h = Harness::new();
+    h.step(at(100), &[]);
+    h.step(at(50), &[(CreateNode, Observation::succeeded())]);
+    let node = h.sub_job(CreateNode);
+    assert!(
+        node.completion_time.as_ref().expect("completed").0
+            >= node.start_time.as_ref().expect("started").0
+    );
+    assert_eq!(h.status.update_time.as_ref().map(|t| t.0), Some(at(100)));
+}
+
+#[test]
+fn spec_hash_ignores_suspend_only() {
+    let a = spec();
+    let mut b = a.clone();
+    b.suspend = true;
+    assert_eq!(spec_hash(&a), spec_hash(&b));
+    b.chart = Chart {
+        version: "2.0.0".into(),
+        ..b.chart
+    };
+    assert_ne!(spec_hash(&a), spec_hash(&b));
+}
+
+fn run_teardown(
+    status: &FederationEnablementStatus,
+    now: Timestamp,
+    observations: &[(TeardownStepType, Observation)],
+    ids: &mut Ids,
+) -> TeardownDecision {
+    let observations: BTreeMap<_, _> = observations.iter().cloned().collect();
+    decide_teardown(
+        status,
+        Some(1),
+        Duration::from_secs(600),
+        now,
+        &observations,
+        &mut || ids.next(),
+    )
+}
+
+#[test]
+fn teardown_runs_its_steps_in_order_and_finishes() {
+    let mut ids = Ids(100);
+    let mut status = FederationEnablementStatus::default();
+    let mut now = t0();
+    let mut order = Vec::new();
+    loop {
+        let d = run_teardown(&status, now, &[], &mut ids);
+        status = d.status;
+        assert_eq!(status.phase, Some(JobPhase::Deleting));
+        let Some((step, _)) = d.execute.first().copied() else {
+            break;
+        };
+        order.push(step);
+        let d = run_teardown(&status, now, &[(step, Observation::succeeded())], &mut ids);
+        status = d.status;
+        now += SignedDuration::from_secs(1);
+        if d.finished {
+            assert!(d.transitions.contains(&Transition::TeardownSucceeded));
+            break;
+        }
+    }
+    assert_eq!(order, TeardownStepType::ALL.to_vec());
+    let teardown = status.teardown.expect("teardown");
+    assert_eq!(teardown.phase, JobPhase::Success);
+    assert_eq!(status.progress.as_deref(), Some("4/4"));
+}
+
+#[test]
+fn failed_teardown_step_is_retried_without_limit_and_reported() {
+    let mut ids = Ids(100);
+    let d = run_teardown(&FederationEnablementStatus::default(), t0(), &[], &mut ids);
+    assert!(d.transitions.contains(&Transition::TeardownStarted));
+    let mut status = d.status;
+    let mut now = t0();
+    for attempt in 1..=10 {
+        let d = run_teardown(
+            &status,
+            now,
+            &[(
+                TeardownStepType::UninstallFederationChart,
+                Observation::failed("UninstallFailed", "helm says no"),
+            )],
+            &mut ids,
+        );
+        status = d.status;
+        assert!(!d.finished);
+        let teardown = status.teardown.as_ref().expect("teardown");
+        assert_eq!(teardown.steps[0].attempts, attempt);
+        assert_eq!(teardown.steps[0].phase, SubJobPhase::Running);
+        assert_eq!(teardown.reason.as_deref(), Some("UninstallFailed"));
+        assert_eq!(
+            teardown.steps[1].phase,
+            SubJobPhase::Pending,
+            "never skipped"
+        );
+        now = teardown.steps[0]
+            .next_attempt_time
+            .as_ref()
+            .expect("backoff")
+            .0;
+        let d = run_teardown(&status, now, &[], &mut ids);
+        status = d.status;
+        assert_eq!(
+            d.execute,
+            vec![(TeardownStepType::UninstallFederationChart, attempt + 1)]
+        );
+    }
+}
+
+// ---- properties ----
+
+#[derive(Clone, Debug)]
+enum Event {
+    Advance(u16),
+    Observe(Vec<u8>),
+    Retry,
+    ToggleSuspend,
+    ChangeSpec,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        4 => (1u16..400).prop_map(Event::Advance),
+        6 => proptest::collection::vec(0u8..3, 4).prop_map(Event::Observe),
+        1 => Just(Event::Retry),
+        1 => Just(Event::ToggleSuspend),
+        1 => Just(Event::ChangeSpec),
+    ]
+}
+
+fn observation(code: u8) -> Observation {
+    match code {
+        0 => Observation::succeeded(),
+        1 => Observation::progressing("Working", "still working"),
+        _ => Observation::failed("ApiError", "failed"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn job_invariants_hold_for_any_sequence_of_events(
+        backoff_limit in 0i32..4,
+        events in proptest::collection::vec(event(), 1..80),
+    ) {
+        let mut h = Harness::new();
+        h.spec.backoff_limit = backoff_limit;
+        h.spec.sub_job_timeout_seconds = 60;
+        let mut now = t0();
+        let mut retries = 0;
+        let mut last = h.step(now, &[]);
+        for event in events {
+            let before = h.status.clone();
+            let mut retried_or_changed = false;
+            let observations: Vec<(SubJobType, Observation)> = match &event {
+                Event::Advance(s) => { now += SignedDuration::from_secs(i64::from(*s)); vec![] }
+                Event::Observe(codes) => last.execute.iter().zip(codes).map(|((t, _), c)| (*t, observation(*c))).collect(),
+                Event::Retry => { retries += 1; h.retry = Some(retries.to_string()); retried_or_changed = true; vec![] }
+                Event::ToggleSuspend => { h.spec.suspend = !h.spec.suspend; vec![] }
+                Event::ChangeSpec => { h.spec.control_plane.replicas = h.spec.control_plane.replicas % 7 + 1; retried_or_changed = true; vec![] }
+            };
+            last = h.step(now, &observations);
+            let s = &h.status;
+
+            // progress always equals the count of Success subjobs
+            let succeeded = s.sub_jobs.iter().filter(|j| j.phase == SubJobPhase::Success).count();
+            prop_assert_eq!(s.progress.clone(), Some(format!("{succeeded}/4")));
+            // attempts never exceed backoffLimit + 1
+            for j in &s.sub_jobs {
+                prop_assert!(j.attempts <= backoff_limit + 1, "{:?}", j);
+            }
+            // no subjob starts before its dependencies succeeded
+            for j in &s.sub_jobs {
+                if j.phase != SubJobPhase::Pending {
+                    for dep in j.type_.dependencies() {
+                        let dep = s.sub_job(*dep).expect("dep");
+                        prop_assert_eq!(dep.phase, SubJobPhase::Success);
+                        prop_assert!(dep.completion_time.as_ref().map(|t| &t.0) <= j.start_time.as_ref().map(|t| &t.0));
+                    }
+                }
+            }
+            // recorded times never run backwards
+            prop_assert!(s.update_time.as_ref().map(|t| t.0) >= before.update_time.as_ref().map(|t| t.0));
+            for j in &s.sub_jobs {
+                if let (Some(start), Some(end)) = (&j.start_time, &j.completion_time) {
+                    prop_assert!(start.0 <= end.0);
+                }
+            }
+            // terminal phases change only by a retry or a new run
+            if matches!(before.phase, Some(JobPhase::Success) | Some(JobPhase::Failed)) && !retried_or_changed {
+                prop_assert_eq!(s.phase, before.phase);
+            }
+            // executors only run for subjobs that are running
+            for (t, _) in &last.execute {
+                prop_assert!(s.sub_job(*t).expect("present").phase != SubJobPhase::Pending);
+            }
+        }
+    }
+}

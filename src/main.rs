@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", federation_controller::crd::crd_yaml().unwrap());
+}
