@@ -121,6 +121,16 @@ impl TeardownStepType {
         TeardownStepType::ReleaseNode,
     ];
 
+    /// The subjob whose work this step undoes.
+    pub fn undoes(self) -> SubJobType {
+        match self {
+            TeardownStepType::UninstallFederationChart => SubJobType::InstallFederationChart,
+            TeardownStepType::DeleteNetworkResource => SubJobType::CreateNetworkResource,
+            TeardownStepType::DeleteCert => SubJobType::CreateCert,
+            TeardownStepType::ReleaseNode => SubJobType::CreateNode,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TeardownStepType::UninstallFederationChart => "UninstallFederationChart",

@@ -466,6 +466,11 @@ pub(crate) fn joined_running<T: std::fmt::Display>(steps: &[StepStatus<T>]) -> O
     (!running.is_empty()).then(|| running.join(","))
 }
 
+/// Time from `from` to `to` (zero when `to` is earlier).
+pub fn elapsed_between(from: Timestamp, to: Timestamp) -> Duration {
+    duration_until(from, to)
+}
+
 pub(crate) fn duration_until(now: Timestamp, at: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
 }

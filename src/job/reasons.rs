@@ -33,3 +33,4 @@ pub const REPAIRED: &str = "Repaired";
 pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
 pub const NOT_INSTALLED: &str = "NotInstalled";
 pub const SIMULATED_FAILURE: &str = "SimulatedFailure";
+pub const SIMULATING: &str = "Simulating";

@@ -1,0 +1,1378 @@
+//! CreateCert: the CA and the serving certificate of the federation API server, each kept in a
+//! Secret of the control-plane namespace.
+//!
+//! DeleteCert (teardown) deletes both.
+//!
+//! Deciding and issuing are pure functions ([`desired_sans`], [`check_ca`], [`check_leaf`],
+//! [`issue_ca`], [`issue_leaf`], [`renew`]); the executor only reads the two Secrets, calls
+//! [`renew`] and writes back what changed. Private keys never leave the Secrets' data: no log,
+//! event, error or status message carries them, and [`KeyedCert`]'s `Debug` hides them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use super::objects;
+use super::{Context, Error, Result, SubJobExecutor, names};
+use crate::api::{MANAGER, SubJobType};
+use crate::job::{Mode, Observation, reasons};
+
+/// Keys of the CA Secret (type `Opaque`).
+pub const CA_CERT_KEY: &str = "ca.crt";
+pub const CA_KEY_KEY: &str = "ca.key";
+/// Keys of the serving certificate Secret (type `kubernetes.io/tls`, plus `ca.crt`).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+const OPAQUE_SECRET_TYPE: &str = "Opaque";
+
+/// Clients pin the CA, so it should change far less often than the serving certificate.
+const CA_MIN_VALIDITY_DAYS: i64 = 10 * 365;
+/// A CA is replaced once it would not outlive a new serving certificate; this margin keeps that
+/// from happening at every renewal of a long-lived serving certificate.
+const CA_MARGIN_DAYS: i64 = 365;
+
+const SECONDS_PER_DAY: i64 = 24 * 60 * 60;
+
+/// Why a certificate could not be issued. Never quotes key material, so it can go into status.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertError(String);
+
+impl From<CertError> for Error {
+    fn from(e: CertError) -> Self {
+        Error::Certificate(e.0)
+    }
+}
+
+/// A subject alternative name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum San {
+    /// Kept in lower case: DNS names compare case-insensitively.
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl San {
+    /// An IP SAN when `name` is an IP address, a DNS SAN otherwise.
+    pub fn parse(name: &str) -> San {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => San::Ip(ip),
+            Err(_) => San::Dns(name.to_ascii_lowercase()),
+        }
+    }
+
+    fn to_rcgen(&self) -> Result<SanType, CertError> {
+        Ok(match self {
+            San::Ip(ip) => SanType::IpAddress(*ip),
+            San::Dns(name) => SanType::DnsName(name.as_str().try_into().map_err(|e| {
+                CertError(format!("{name} cannot be a DNS name in a certificate: {e}"))
+            })?),
+        })
+    }
+}
+
+impl fmt::Display for San {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            San::Dns(name) => f.write_str(name),
+            San::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// The host of an endpoint written as `host:port` or `[v6]:port` (a bare host is accepted too).
+pub fn endpoint_host(endpoint: &str) -> Option<&str> {
+    if endpoint.parse::<IpAddr>().is_ok() {
+        return Some(endpoint);
+    }
+    let host = match endpoint.strip_prefix('[') {
+        Some(rest) => rest.split_once(']')?.0,
+        None => endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The names clients reach the federation API server by: the Service's cluster DNS names, the
+/// endpoint host, and `certificate.extraSANs`.
+pub fn desired_sans(
+    service: &str,
+    namespace: &str,
+    endpoint_host: &str,
+    extra_sans: &[String],
+) -> BTreeSet<San> {
+    let cluster_names = [
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ];
+    cluster_names
+        .iter()
+        .map(String::as_str)
+        .chain([endpoint_host])
+        .chain(extra_sans.iter().map(String::as_str))
+        .map(San::parse)
+        .collect()
+}
+
+/// A certificate and its private key, both PEM. `Debug` shows the certificate only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyedCert {
+    pub cert_pem: String,
+    key_pem: String,
+}
+
+impl KeyedCert {
+    pub fn new(cert_pem: String, key_pem: String) -> Self {
+        KeyedCert { cert_pem, key_pem }
+    }
+
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+}
+
+impl fmt::Debug for KeyedCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What the serving certificate must be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertRequest {
+    /// Common name of the CA.
+    pub ca_name: String,
+    /// Common name of the serving certificate.
+    pub common_name: String,
+    pub sans: BTreeSet<San>,
+    pub validity_days: i64,
+}
+
+/// The request for this enablement; None while CreateNetworkResource has not recorded an
+/// endpoint (the endpoint host must be in the certificate).
+pub fn cert_request(ctx: &Context<'_>) -> Option<CertRequest> {
+    let host = endpoint_host(ctx.status.endpoint()?)?;
+    let service = names::service(ctx.name);
+    let sans = desired_sans(
+        &service,
+        ctx.control_plane_namespace(),
+        host,
+        &ctx.spec.certificate.extra_sans,
+    );
+    Some(CertRequest {
+        ca_name: names::ca_secret(ctx.name),
+        common_name: service,
+        sans,
+        validity_days: ctx.spec.certificate.validity_days,
+    })
+}
+
+/// The CA lives long enough to sign a serving certificate of `leaf_validity_days` and then some.
+pub fn ca_validity_days(leaf_validity_days: i64) -> i64 {
+    CA_MIN_VALIDITY_DAYS.max(leaf_validity_days.saturating_add(CA_MARGIN_DAYS))
+}
+
+/// Whether a stored certificate can stay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep {
+        valid_until: Timestamp,
+    },
+    /// Why it has to be replaced (no key material).
+    Replace(String),
+}
+
+/// The stored CA stays while it is intact, unexpired, and outlives a serving certificate
+/// issued now for `leaf_validity_days`.
+pub fn check_ca(ca: &KeyedCert, leaf_validity_days: i64, now: Timestamp) -> Verdict {
+    let der = match pem_to_der(&ca.cert_pem) {
+        Ok(der) => der,
+        Err(why) => return Verdict::Replace(format!("the stored CA certificate {why}")),
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(&der) else {
+        return Verdict::Replace("the stored CA certificate cannot be parsed".to_string());
+    };
+    if !cert.is_ca() {
+        return Verdict::Replace("the stored CA certificate is not a CA".to_string());
+    }
+    if !key_matches(&ca.key_pem, &cert) {
+        return Verdict::Replace(
+            "the stored CA key does not belong to its certificate".to_string(),
+        );
+    }
+    let not_after = cert.validity().not_after.timestamp();
+    if not_after <= now.as_second() {
+        return Verdict::Replace("the CA has expired".to_string());
+    }
+    let leaf_not_after = leaf_validity_days
+        .checked_mul(SECONDS_PER_DAY)
+        .and_then(|s| s.checked_add(now.as_second()));
+    if leaf_not_after.is_none_or(|leaf| not_after < leaf) {
+        return Verdict::Replace(
+            "the CA would expire before a serving certificate issued now".to_string(),
+        );
+    }
+    keep_until(not_after)
+}
+
+/// The stored serving certificate stays while it is intact, signed by `ca`, covers `sans`, and
+/// has more than a third of its validity left (renewing earlier leaves time to retry).
+pub fn check_leaf(
+    leaf: &KeyedCert,
+    ca: &KeyedCert,
+    sans: &BTreeSet<San>,
+    now: Timestamp,
+) -> Verdict {
+    let (Ok(leaf_der), Ok(ca_der)) = (pem_to_der(&leaf.cert_pem), pem_to_der(&ca.cert_pem)) else {
+        return Verdict::Replace("the serving certificate or the CA is not PEM".to_string());
+    };
+    let (Ok((_, cert)), Ok((_, ca_cert))) = (
+        X509Certificate::from_der(&leaf_der),
+        X509Certificate::from_der(&ca_der),
+    ) else {
+        return Verdict::Replace("the serving certificate or the CA cannot be parsed".to_string());
+    };
+    if !key_matches(&leaf.key_pem, &cert) {
+        return Verdict::Replace(format!("{TLS_KEY_KEY} does not belong to {TLS_CERT_KEY}"));
+    }
+    if cert.issuer().as_raw() != ca_cert.subject().as_raw()
+        || cert.verify_signature(Some(ca_cert.public_key())).is_err()
+    {
+        return Verdict::Replace("the serving certificate was not issued by the current CA".into());
+    }
+    let not_before = cert.validity().not_before.timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    let left = not_after.saturating_sub(now.as_second());
+    if left <= 0 {
+        return Verdict::Replace("the serving certificate has expired".to_string());
+    }
+    // Compared as left * 3 > total to stay in whole seconds.
+    let total = not_after.saturating_sub(not_before);
+    if left.saturating_mul(3) <= total {
+        return Verdict::Replace(
+            "a third or less of the serving certificate's validity is left".to_string(),
+        );
+    }
+    let present = match sans_of(&cert) {
+        Ok(present) => present,
+        Err(_) => {
+            return Verdict::Replace(
+                "the serving certificate's subject alternative names cannot be parsed".to_string(),
+            );
+        }
+    };
+    let missing: Vec<String> = sans.difference(&present).map(San::to_string).collect();
+    if !missing.is_empty() {
+        return Verdict::Replace(format!(
+            "the serving certificate does not cover {}",
+            missing.join(", ")
+        ));
+    }
+    keep_until(not_after)
+}
+
+fn keep_until(not_after: i64) -> Verdict {
+    match Timestamp::from_second(not_after) {
+        Ok(valid_until) => Verdict::Keep { valid_until },
+        Err(_) => Verdict::Replace("the certificate's expiry is out of range".to_string()),
+    }
+}
+
+/// A new self-signed CA (ECDSA P-256) valid from `now` for `validity_days`.
+pub fn issue_ca(
+    common_name: &str,
+    now: Timestamp,
+    validity_days: i64,
+) -> Result<KeyedCert, CertError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    (params.not_before, params.not_after) = validity(now, validity_days)?;
+    let key = KeyPair::generate().map_err(rcgen_error("generate the CA key"))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(rcgen_error("sign the CA certificate"))?;
+    Ok(KeyedCert::new(cert.pem(), key.serialize_pem()))
+}
+
+/// A new serving certificate (ECDSA P-256) for `request`, signed by `ca`, valid from `now`.
+pub fn issue_leaf(
+    ca: &KeyedCert,
+    request: &CertRequest,
+    now: Timestamp,
+) -> Result<KeyedCert, CertError> {
+    // The source error is left out: it could quote the stored key.
+    let ca_key = KeyPair::from_pem(&ca.key_pem)
+        .map_err(|_| CertError("the stored CA key cannot be read".to_string()))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
+        .map_err(rcgen_error("read the stored CA certificate"))?;
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(&request.common_name);
+    params.subject_alt_names = request
+        .sans
+        .iter()
+        .map(San::to_rcgen)
+        .collect::<Result<_, _>>()?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    (params.not_before, params.not_after) = validity(now, request.validity_days)?;
+    let key = KeyPair::generate().map_err(rcgen_error("generate the serving key"))?;
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(rcgen_error("sign the serving certificate"))?;
+    Ok(KeyedCert::new(cert.pem(), key.serialize_pem()))
+}
+
+/// The certificates to store, and what changed.
+#[derive(Clone, Debug)]
+pub struct Renewal {
+    pub ca: KeyedCert,
+    pub leaf: KeyedCert,
+    /// Expiry of `leaf`.
+    pub valid_until: Timestamp,
+    /// Why a new CA was generated; None when the stored one stays.
+    pub new_ca: Option<String>,
+    /// Why a new serving certificate was issued; None when the stored one stays.
+    pub new_leaf: Option<String>,
+}
+
+/// Keeps what is stored where it is still good, and issues what is missing or no longer good.
+/// A new CA always brings a new serving certificate.
+pub fn renew(
+    stored_ca: Option<KeyedCert>,
+    stored_leaf: Option<KeyedCert>,
+    request: &CertRequest,
+    now: Timestamp,
+) -> Result<Renewal, CertError> {
+    if request.validity_days < 1 {
+        return Err(CertError(
+            "certificate.validityDays must be at least 1".to_string(),
+        ));
+    }
+    let kept_ca = match stored_ca {
+        None => Err("no CA is stored".to_string()),
+        Some(ca) => match check_ca(&ca, request.validity_days, now) {
+            Verdict::Keep { .. } => Ok(ca),
+            Verdict::Replace(why) => Err(why),
+        },
+    };
+    let (ca, new_ca) = match kept_ca {
+        Ok(ca) => (ca, None),
+        Err(why) => {
+            let validity_days = ca_validity_days(request.validity_days);
+            (issue_ca(&request.ca_name, now, validity_days)?, Some(why))
+        }
+    };
+    let kept_leaf = match (stored_leaf, &new_ca) {
+        (None, _) => Err("no serving certificate is stored".to_string()),
+        (Some(_), Some(_)) => Err("a new CA was generated".to_string()),
+        (Some(leaf), None) => match check_leaf(&leaf, &ca, &request.sans, now) {
+            Verdict::Keep { valid_until } => Ok((leaf, valid_until)),
+            Verdict::Replace(why) => Err(why),
+        },
+    };
+    let (leaf, valid_until, new_leaf) = match kept_leaf {
+        Ok((leaf, valid_until)) => (leaf, valid_until, None),
+        Err(why) => {
+            let leaf = issue_leaf(&ca, request, now)?;
+            let (_, not_after) = validity(now, request.validity_days)?;
+            (leaf, from_offset(not_after)?, Some(why))
+        }
+    };
+    Ok(Renewal {
+        ca,
+        leaf,
+        valid_until,
+        new_ca,
+        new_leaf,
+    })
+}
+
+fn distinguished_name(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, MANAGER);
+    name.push(DnType::CommonName, common_name);
+    name
+}
+
+/// `now` (whole seconds, as X.509 keeps them) to `now + days`.
+fn validity(now: Timestamp, days: i64) -> Result<(OffsetDateTime, OffsetDateTime), CertError> {
+    let out_of_range = || CertError(format!("a validity of {days} days is out of range"));
+    let start = now.as_second();
+    let end = days
+        .checked_mul(SECONDS_PER_DAY)
+        .and_then(|s| s.checked_add(start))
+        .ok_or_else(out_of_range)?;
+    let to_offset = |s| OffsetDateTime::from_unix_timestamp(s).map_err(|_| out_of_range());
+    Ok((to_offset(start)?, to_offset(end)?))
+}
+
+fn from_offset(time: OffsetDateTime) -> Result<Timestamp, CertError> {
+    Timestamp::from_second(time.unix_timestamp())
+        .map_err(|e| CertError(format!("certificate expiry out of range: {e}")))
+}
+
+fn rcgen_error(action: &'static str) -> impl Fn(rcgen::Error) -> CertError {
+    move |e| CertError(format!("cannot {action}: {e}"))
+}
+
+/// The DER of the first PEM block. The reason it fails never quotes the input.
+fn pem_to_der(pem: &str) -> Result<Vec<u8>, &'static str> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map(|(_, pem)| pem.contents)
+        .map_err(|_| "is not PEM")
+}
+
+/// The private key in `key_pem` is the one `cert` was issued for.
+fn key_matches(key_pem: &str, cert: &X509Certificate<'_>) -> bool {
+    KeyPair::from_pem(key_pem)
+        .is_ok_and(|key| key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref())
+}
+
+fn sans_of(cert: &X509Certificate<'_>) -> Result<BTreeSet<San>, x509_parser::error::X509Error> {
+    let Some(extension) = cert.subject_alternative_name()? else {
+        return Ok(BTreeSet::new());
+    };
+    Ok(extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(San::Dns(dns.to_ascii_lowercase())),
+            GeneralName::IPAddress(bytes) => ip_from_octets(bytes).map(San::Ip),
+            _ => None,
+        })
+        .collect())
+}
+
+fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
+    if let Ok(v4) = <[u8; 4]>::try_from(octets) {
+        return Some(IpAddr::from(v4));
+    }
+    <[u8; 16]>::try_from(octets).ok().map(IpAddr::from)
+}
+
+/// A certificate and key stored under `cert_key` and `key_key` of `secret`, when both are there.
+fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<KeyedCert> {
+    let data = secret?.data.as_ref()?;
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    Some(KeyedCert::new(text(cert_key)?, text(key_key)?))
+}
+
+fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// The CA Secret holding `ca`.
+pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
+    Secret {
+        metadata: objects::metadata(
+            ctx,
+            SubJobType::CreateCert,
+            names::ca_secret(ctx.name),
+            Some(ctx.control_plane_namespace()),
+        ),
+        type_: Some(OPAQUE_SECRET_TYPE.to_string()),
+        data: Some(pem_data([
+            (CA_CERT_KEY, &ca.cert_pem),
+            (CA_KEY_KEY, ca.key_pem()),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The `kubernetes.io/tls` Secret holding the serving certificate and the CA certificate.
+pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) -> Secret {
+    let mut data = pem_data([
+        (TLS_CERT_KEY, &leaf.cert_pem),
+        (TLS_KEY_KEY, leaf.key_pem()),
+    ]);
+    data.insert(
+        CA_CERT_KEY.to_string(),
+        ByteString(ca.cert_pem.as_bytes().to_vec()),
+    );
+    Secret {
+        metadata: objects::metadata(
+            ctx,
+            SubJobType::CreateCert,
+            names::cert_secret(ctx.name),
+            Some(ctx.control_plane_namespace()),
+        ),
+        type_: Some(TLS_SECRET_TYPE.to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+pub struct CertExecutor {
+    client: Client,
+}
+
+impl CertExecutor {
+    pub fn new(client: Client) -> Self {
+        CertExecutor { client }
+    }
+
+    async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let Some(request) = cert_request(ctx) else {
+            return Ok(Observation::progressing(
+                reasons::WAITING_FOR_ENDPOINT,
+                "waiting for CreateNetworkResource to record the federation API server endpoint",
+            ));
+        };
+        let namespace = ctx.control_plane_namespace();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        // Read once here, rather than in objects::ensure, because deciding what to reuse needs
+        // the stored certificates before the desired Secrets exist.
+        let ca_secret = get_secret(&api, namespace, names::ca_secret(ctx.name)).await?;
+        let cert_secret = get_secret(&api, namespace, names::cert_secret(ctx.name)).await?;
+        for secret in [&ca_secret, &cert_secret].into_iter().flatten() {
+            if !objects::is_ours(&secret.metadata, ctx) {
+                return Ok(Observation::failed(
+                    reasons::NAME_CONFLICT,
+                    format!(
+                        "Secret {namespace}/{} exists and is not labelled for this enablement",
+                        secret.metadata.name.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+
+        let renewal = renew(
+            stored(ca_secret.as_ref(), CA_CERT_KEY, CA_KEY_KEY),
+            stored(cert_secret.as_ref(), TLS_CERT_KEY, TLS_KEY_KEY),
+            &request,
+            ctx.now,
+        )?;
+        if let Some(why) = &renewal.new_ca {
+            tracing::info!(
+                enablement = ctx.name,
+                namespace,
+                reason = %why,
+                "generated a new federation CA"
+            );
+        }
+        if let Some(why) = &renewal.new_leaf {
+            tracing::info!(
+                enablement = ctx.name,
+                namespace,
+                reason = %why,
+                "issued a new serving certificate"
+            );
+        }
+
+        // The CA first, so the serving Secret never names a CA whose key is not stored. Should
+        // the second write fail, the next run finds a serving certificate the stored CA did not
+        // sign and issues it again.
+        let desired_ca = desired_ca_secret(ctx, &renewal.ca);
+        objects::apply_if_drifted(&api, ca_secret.as_ref(), &desired_ca).await?;
+        let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &renewal.ca);
+        objects::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
+
+        Ok(Observation::Succeeded {
+            message: Some(format!(
+                "serving certificate valid until {}",
+                renewal.valid_until
+            )),
+            extend_param: BTreeMap::new(),
+        })
+    }
+
+    async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
+        let remaining = objects::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
+        Ok(super::network::deletion_observation(remaining, "Secret"))
+    }
+}
+
+async fn get_secret(api: &Api<Secret>, namespace: &str, name: String) -> Result<Option<Secret>> {
+    api.get_opt(&name).await.map_err(|source| Error::Api {
+        action: "get",
+        kind: "Secret".to_string(),
+        namespace: namespace.to_string(),
+        name,
+        source,
+    })
+}
+
+impl SubJobExecutor for CertExecutor {
+    fn sub_job(&self) -> SubJobType {
+        SubJobType::CreateCert
+    }
+
+    /// Maintain runs the same check: it renews and repairs what an attempt created.
+    fn run<'a>(&'a self, ctx: &'a Context<'a>, _mode: Mode) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.ensure(ctx))
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        ctx: &'a Context<'a>,
+        _attempt: i32,
+    ) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.delete(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response, StatusCode};
+    use jiff::SignedDuration;
+    use kube::client::Body;
+    use serde_json::json;
+    use x509_parser::extensions::ParsedExtension;
+
+    use super::*;
+    use crate::api::{
+        EXTEND_PARAM_ENDPOINT, FederationEnablement, FederationEnablementSpec,
+        FederationEnablementStatus,
+    };
+    use crate::subjobs::Settings;
+
+    const NAME: &str = "fed";
+    const NAMESPACE: &str = "fleet";
+    const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn t0() -> Timestamp {
+        "2026-01-15T08:00:00Z".parse().expect("timestamp")
+    }
+
+    fn days(n: i64) -> SignedDuration {
+        SignedDuration::from_hours(n * 24)
+    }
+
+    fn request(sans: &[&str], validity_days: i64) -> CertRequest {
+        CertRequest {
+            ca_name: "fed-federation-ca".to_string(),
+            common_name: "fed-federation-apiserver".to_string(),
+            sans: sans.iter().map(|s| San::parse(s)).collect(),
+            validity_days,
+        }
+    }
+
+    fn default_request() -> CertRequest {
+        request(&["fed-federation-apiserver", "203.0.113.7"], 300)
+    }
+
+    fn ca_at(now: Timestamp) -> KeyedCert {
+        issue_ca("fed-federation-ca", now, ca_validity_days(300)).expect("CA")
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        pem_to_der(pem).expect("PEM")
+    }
+
+    fn parse(der: &[u8]) -> X509Certificate<'_> {
+        X509Certificate::from_der(der).expect("certificate").1
+    }
+
+    fn key_id<'a>(cert: &'a X509Certificate<'_>, authority: bool) -> Option<&'a [u8]> {
+        cert.iter_extensions()
+            .find_map(|ext| match ext.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(aki) if authority => {
+                    aki.key_identifier.as_ref().map(|k| k.0)
+                }
+                ParsedExtension::SubjectKeyIdentifier(ski) if !authority => Some(ski.0),
+                _ => None,
+            })
+    }
+
+    /// Renews at `now` what `stored` left in the Secrets.
+    fn renew_stored(stored: &Renewal, now: Timestamp) -> Renewal {
+        let (ca, leaf) = (Some(stored.ca.clone()), Some(stored.leaf.clone()));
+        renew(ca, leaf, &default_request(), now).expect("renewal")
+    }
+
+    fn is_replace(verdict: &Verdict) -> bool {
+        matches!(verdict, Verdict::Replace(_))
+    }
+
+    #[test]
+    fn endpoint_host_strips_the_port_and_ipv6_brackets() {
+        assert_eq!(endpoint_host("203.0.113.7:5443"), Some("203.0.113.7"));
+        assert_eq!(
+            endpoint_host("api.example.com:31000"),
+            Some("api.example.com")
+        );
+        assert_eq!(endpoint_host("[2001:db8::1]:5443"), Some("2001:db8::1"));
+        assert_eq!(endpoint_host("2001:db8::1"), Some("2001:db8::1"));
+        assert_eq!(endpoint_host(":5443"), None);
+        assert_eq!(endpoint_host("[2001:db8::1"), None);
+    }
+
+    #[test]
+    fn desired_sans_are_the_service_names_the_endpoint_host_and_the_extra_sans() {
+        let extra = ["API.Example.com".to_string(), "2001:db8::1".to_string()];
+        let sans = desired_sans("svc", "ns", "198.51.100.2", &extra);
+        let expected: BTreeSet<San> = [
+            San::Dns("svc".into()),
+            San::Dns("svc.ns".into()),
+            San::Dns("svc.ns.svc".into()),
+            San::Dns("svc.ns.svc.cluster.local".into()),
+            San::Ip("198.51.100.2".parse().expect("ip")),
+            San::Dns("api.example.com".into()),
+            San::Ip("2001:db8::1".parse().expect("ip")),
+        ]
+        .into();
+        assert_eq!(sans, expected);
+    }
+
+    #[test]
+    fn a_hostname_endpoint_is_a_dns_san() {
+        let sans = desired_sans("svc", "ns", "lb.example.com", &[]);
+        assert!(sans.contains(&San::Dns("lb.example.com".into())));
+        assert!(!sans.iter().any(|s| matches!(s, San::Ip(_))));
+    }
+
+    #[test]
+    fn issued_leaf_chains_to_the_ca() {
+        let ca = ca_at(t0());
+        let leaf = issue_leaf(&ca, &default_request(), t0()).expect("leaf");
+        let (ca_der, leaf_der) = (der(&ca.cert_pem), der(&leaf.cert_pem));
+        let (ca_cert, leaf_cert) = (parse(&ca_der), parse(&leaf_der));
+
+        assert!(ca_cert.is_ca());
+        ca_cert
+            .verify_signature(None)
+            .expect("the CA is self-signed");
+        assert!(!leaf_cert.is_ca());
+        leaf_cert
+            .verify_signature(Some(ca_cert.public_key()))
+            .expect("the CA signed the leaf");
+        assert_eq!(leaf_cert.issuer().as_raw(), ca_cert.subject().as_raw());
+        assert!(key_id(&ca_cert, false).is_some());
+        assert_eq!(key_id(&leaf_cert, true), key_id(&ca_cert, false));
+    }
+
+    #[test]
+    fn issued_leaf_carries_exactly_the_desired_sans() {
+        let request = request(
+            &[
+                "svc",
+                "svc.ns.svc.cluster.local",
+                "203.0.113.7",
+                "2001:db8::1",
+                "*.example.com",
+            ],
+            300,
+        );
+        let leaf = issue_leaf(&ca_at(t0()), &request, t0()).expect("leaf");
+        let leaf_der = der(&leaf.cert_pem);
+        assert_eq!(sans_of(&parse(&leaf_der)).expect("SANs"), request.sans);
+    }
+
+    #[test]
+    fn issued_keys_are_ecdsa_p256() {
+        let ca = ca_at(t0());
+        let leaf = issue_leaf(&ca, &default_request(), t0()).expect("leaf");
+        for pem in [ca.key_pem(), leaf.key_pem()] {
+            let key = KeyPair::from_pem(pem).expect("key");
+            assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        }
+    }
+
+    #[test]
+    fn leaf_validity_starts_now_and_lasts_validity_days() {
+        let now = t0() + SignedDuration::from_millis(1500);
+        let leaf = issue_leaf(&ca_at(t0()), &request(&["svc"], 90), now).expect("leaf");
+        let leaf_der = der(&leaf.cert_pem);
+        let validity = parse(&leaf_der).validity().clone();
+        assert_eq!(validity.not_before.timestamp(), now.as_second());
+        assert_eq!(validity.not_after.timestamp(), (now + days(90)).as_second());
+    }
+
+    #[test]
+    fn ca_validity_is_ten_years_or_the_leaf_validity_plus_a_year() {
+        assert_eq!(ca_validity_days(365), 3650);
+        assert_eq!(ca_validity_days(10950), 11315);
+        let renewal = renew(None, None, &request(&["svc"], 10950), t0()).expect("renewal");
+        let ca_der = der(&renewal.ca.cert_pem);
+        assert_eq!(
+            parse(&ca_der).validity().not_after.timestamp(),
+            (t0() + days(11315)).as_second()
+        );
+    }
+
+    #[test]
+    fn a_leaf_with_more_than_a_third_of_its_validity_left_is_kept() {
+        let ca = ca_at(t0());
+        let request = default_request();
+        let leaf = issue_leaf(&ca, &request, t0()).expect("leaf");
+        // 300 days: a third is 100 days, so 101 days left is still more than a third.
+        let at = t0() + days(199);
+        assert_eq!(
+            check_leaf(&leaf, &ca, &request.sans, at),
+            Verdict::Keep {
+                valid_until: t0() + days(300)
+            }
+        );
+    }
+
+    #[test]
+    fn a_leaf_with_a_third_or_less_of_its_validity_left_is_reissued() {
+        let ca = ca_at(t0());
+        let request = default_request();
+        let leaf = issue_leaf(&ca, &request, t0()).expect("leaf");
+        assert!(is_replace(&check_leaf(
+            &leaf,
+            &ca,
+            &request.sans,
+            t0() + days(200)
+        )));
+        assert!(is_replace(&check_leaf(
+            &leaf,
+            &ca,
+            &request.sans,
+            t0() + days(250)
+        )));
+    }
+
+    #[test]
+    fn an_expired_leaf_is_reissued() {
+        let ca = ca_at(t0());
+        let request = default_request();
+        let leaf = issue_leaf(&ca, &request, t0()).expect("leaf");
+        let verdict = check_leaf(&leaf, &ca, &request.sans, t0() + days(301));
+        assert_eq!(
+            verdict,
+            Verdict::Replace("the serving certificate has expired".to_string())
+        );
+    }
+
+    #[test]
+    fn a_leaf_missing_a_desired_san_is_reissued() {
+        let ca = ca_at(t0());
+        let leaf = issue_leaf(&ca, &default_request(), t0()).expect("leaf");
+        let mut wanted = default_request().sans;
+        wanted.insert(San::parse("198.51.100.9"));
+        assert_eq!(
+            check_leaf(&leaf, &ca, &wanted, t0()),
+            Verdict::Replace("the serving certificate does not cover 198.51.100.9".to_string())
+        );
+    }
+
+    #[test]
+    fn a_leaf_covering_more_than_the_desired_sans_is_kept() {
+        let ca = ca_at(t0());
+        let leaf = issue_leaf(&ca, &default_request(), t0()).expect("leaf");
+        let fewer = request(&["FED-federation-apiserver"], 300).sans;
+        assert!(!is_replace(&check_leaf(&leaf, &ca, &fewer, t0())));
+    }
+
+    #[test]
+    fn a_leaf_issued_by_a_different_ca_is_reissued() {
+        // Same subject, different key: only the signature tells them apart.
+        let (old_ca, current_ca) = (ca_at(t0()), ca_at(t0()));
+        let request = default_request();
+        let leaf = issue_leaf(&old_ca, &request, t0()).expect("leaf");
+        assert_eq!(
+            check_leaf(&leaf, &current_ca, &request.sans, t0()),
+            Verdict::Replace(
+                "the serving certificate was not issued by the current CA".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_leaf_stored_with_another_key_is_reissued() {
+        let ca = ca_at(t0());
+        let request = default_request();
+        let leaf = issue_leaf(&ca, &request, t0()).expect("leaf");
+        let other = issue_leaf(&ca, &request, t0()).expect("leaf");
+        let mixed = KeyedCert::new(leaf.cert_pem.clone(), other.key_pem().to_string());
+        assert!(is_replace(&check_leaf(&mixed, &ca, &request.sans, t0())));
+    }
+
+    #[test]
+    fn an_unreadable_leaf_is_reissued() {
+        let ca = ca_at(t0());
+        let garbage = KeyedCert::new("not a certificate".into(), "not a key".into());
+        assert!(is_replace(&check_leaf(
+            &garbage,
+            &ca,
+            &default_request().sans,
+            t0()
+        )));
+    }
+
+    #[test]
+    fn a_ca_that_outlives_a_new_leaf_is_kept() {
+        let ca = ca_at(t0());
+        let ca_end = t0() + days(ca_validity_days(300));
+        let at = ca_end - days(300);
+        assert_eq!(
+            check_ca(&ca, 300, at),
+            Verdict::Keep {
+                valid_until: ca_end
+            }
+        );
+    }
+
+    #[test]
+    fn a_ca_that_would_expire_before_a_new_leaf_is_replaced() {
+        let ca = ca_at(t0());
+        let at = t0() + days(ca_validity_days(300)) - days(299);
+        assert!(is_replace(&check_ca(&ca, 300, at)));
+        assert!(is_replace(&check_ca(
+            &ca,
+            300,
+            t0() + days(ca_validity_days(300))
+        )));
+    }
+
+    #[test]
+    fn a_ca_stored_with_another_key_is_replaced() {
+        let ca = ca_at(t0());
+        let other = ca_at(t0());
+        let mixed = KeyedCert::new(ca.cert_pem.clone(), other.key_pem().to_string());
+        assert!(is_replace(&check_ca(&mixed, 300, t0())));
+    }
+
+    #[test]
+    fn renew_issues_a_ca_and_a_leaf_when_nothing_is_stored() {
+        let renewal = renew(None, None, &default_request(), t0()).expect("renewal");
+        assert_eq!(renewal.new_ca.as_deref(), Some("no CA is stored"));
+        assert!(renewal.new_leaf.is_some());
+        assert_eq!(renewal.valid_until, t0() + days(300));
+        assert!(!is_replace(&check_ca(&renewal.ca, 300, t0())));
+        assert!(!is_replace(&check_leaf(
+            &renewal.leaf,
+            &renewal.ca,
+            &default_request().sans,
+            t0()
+        )));
+    }
+
+    #[test]
+    fn renew_keeps_what_is_still_good() {
+        let first = renew(None, None, &default_request(), t0()).expect("renewal");
+        let second = renew_stored(&first, t0() + days(150));
+        assert_eq!((second.new_ca, second.new_leaf), (None, None));
+        assert_eq!(second.ca, first.ca);
+        assert_eq!(second.leaf, first.leaf);
+        assert_eq!(second.valid_until, first.valid_until);
+    }
+
+    #[test]
+    fn renew_reissues_the_leaf_from_the_stored_ca() {
+        let first = renew(None, None, &default_request(), t0()).expect("renewal");
+        let later = t0() + days(250);
+        let second = renew_stored(&first, later);
+        assert_eq!(second.new_ca, None);
+        assert_eq!(second.ca, first.ca);
+        assert!(second.new_leaf.is_some());
+        assert_eq!(second.valid_until, later + days(300));
+    }
+
+    #[test]
+    fn a_new_ca_brings_a_new_leaf() {
+        let first = renew(None, None, &default_request(), t0()).expect("renewal");
+        let late = t0() + days(ca_validity_days(300)) - days(10);
+        let still_good_leaf =
+            issue_leaf(&first.ca, &default_request(), late - days(1)).expect("leaf");
+        let second = renew(
+            Some(first.ca.clone()),
+            Some(still_good_leaf),
+            &default_request(),
+            late,
+        )
+        .expect("renewal");
+        assert!(second.new_ca.is_some());
+        assert_eq!(second.new_leaf.as_deref(), Some("a new CA was generated"));
+        assert!(!is_replace(&check_leaf(
+            &second.leaf,
+            &second.ca,
+            &default_request().sans,
+            late
+        )));
+    }
+
+    #[test]
+    fn the_longest_enablement_name_yields_valid_dns_sans() {
+        let name = "a".repeat(crate::api::MAX_NAME_LEN);
+        let namespace = "n".repeat(63);
+        let service = names::service(&name);
+        let sans = desired_sans(&service, &namespace, "203.0.113.7", &[]);
+        for san in &sans {
+            if let San::Dns(dns) = san {
+                assert!(dns.len() <= 253, "{dns}");
+                for label in dns.split('.') {
+                    assert!(!label.is_empty() && label.len() <= 63, "{label}");
+                    assert!(
+                        label
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                        "{label}"
+                    );
+                }
+            }
+        }
+        let request = CertRequest {
+            ca_name: names::ca_secret(&name),
+            common_name: service,
+            sans,
+            validity_days: 365,
+        };
+        let renewal = renew(None, None, &request, t0()).expect("renewal");
+        let leaf_der = der(&renewal.leaf.cert_pem);
+        assert_eq!(sans_of(&parse(&leaf_der)).expect("SANs"), request.sans);
+    }
+
+    #[test]
+    fn debug_output_and_errors_never_show_a_private_key() {
+        let renewal = renew(None, None, &default_request(), t0()).expect("renewal");
+        let debug = format!("{renewal:?}");
+        assert!(!debug.contains("PRIVATE KEY"));
+        let key_body = renewal.leaf.key_pem().lines().nth(1).expect("key line");
+        assert!(!debug.contains(key_body));
+
+        let broken_key = renewal.ca.key_pem().replace('A', "*");
+        let broken_ca = KeyedCert::new(renewal.ca.cert_pem.clone(), broken_key.clone());
+        let error = issue_leaf(&broken_ca, &default_request(), t0())
+            .expect_err("a broken CA key cannot sign");
+        let message = error.to_string();
+        assert!(!message.contains("PRIVATE KEY"));
+        assert!(
+            !broken_key
+                .lines()
+                .skip(1)
+                .any(|line| message.contains(line))
+        );
+    }
+
+    // --- The executor against a fake API server ---
+
+    /// Keeps Secrets in memory and records every request as `VERB name`.
+    #[derive(Default)]
+    struct FakeApiServer {
+        secrets: BTreeMap<String, Secret>,
+        requests: Vec<String>,
+    }
+
+    type Shared = Arc<Mutex<FakeApiServer>>;
+
+    fn fake_client(server: &Shared) -> Client {
+        let server = server.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let server = server.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect_bytes().await.expect("request body");
+                let (status, response) = answer(&server, &parts, &body);
+                let response = Response::builder()
+                    .status(status)
+                    .body(Body::from(response.to_string().into_bytes()))
+                    .expect("response");
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        Client::new(service, NAMESPACE)
+    }
+
+    fn answer(
+        server: &Shared,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> (StatusCode, serde_json::Value) {
+        let mut server = server.lock().expect("fake API server");
+        let path = parts.uri.path();
+        let prefix = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
+        let name = path
+            .strip_prefix(&prefix)
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "NotFound", "code": 404, "message": "not found"});
+        let verb = match (parts.method.as_str(), name.is_empty()) {
+            ("GET", true) => "LIST",
+            (method, _) => method,
+        };
+        server
+            .requests
+            .push(format!("{verb} {name}").trim().to_string());
+        match verb {
+            "LIST" => {
+                let items: Vec<&Secret> = server.secrets.values().collect();
+                let list = json!({"kind": "SecretList", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": "1"}, "items": items});
+                (StatusCode::OK, list)
+            }
+            "GET" => match server.secrets.get(name) {
+                Some(secret) => (StatusCode::OK, json!(secret)),
+                None => (StatusCode::NOT_FOUND, not_found),
+            },
+            "PATCH" => {
+                let secret: Secret = serde_json::from_slice(body).expect("a Secret");
+                server.secrets.insert(name.to_string(), secret.clone());
+                (StatusCode::OK, json!(secret))
+            }
+            "DELETE" => match server.secrets.remove(name) {
+                Some(_) => (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+                None => (StatusCode::NOT_FOUND, not_found),
+            },
+            other => panic!("unexpected request {other} {path}"),
+        }
+    }
+
+    const CA_SECRET: &str = "fed-federation-ca";
+    const CERT_SECRET: &str = "fed-federation-certs";
+
+    /// The executor for enablement `fleet/fed`, talking to a fake API server.
+    struct Harness {
+        server: Shared,
+        executor: CertExecutor,
+        enablement: FederationEnablement,
+        status: FederationEnablementStatus,
+        settings: Settings,
+    }
+
+    impl Harness {
+        /// `endpoint`: what CreateNetworkResource recorded, if anything.
+        fn new(endpoint: Option<&str>) -> Self {
+            let spec: FederationEnablementSpec = serde_json::from_value(json!({
+                "clusterGroupID": "fleet-a",
+                "certificate": {"validityDays": 300, "extraSANs": ["api.example.com"]},
+                "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3"},
+            }))
+            .expect("spec");
+            let mut enablement = FederationEnablement::new(NAME, spec);
+            enablement.metadata.namespace = Some(NAMESPACE.to_string());
+            enablement.metadata.uid = Some(UID.to_string());
+            let extend_param = endpoint.map_or(json!({}), |e| json!({EXTEND_PARAM_ENDPOINT: e}));
+            let status = serde_json::from_value(json!({
+                "jobUID": "job-1",
+                "specHash": "hash-1",
+                "subJobs": [{"type": "CreateNetworkResource", "uid": "s-1", "phase": "Success",
+                    "extendParam": extend_param}],
+            }))
+            .expect("status");
+            let server = Shared::default();
+            Harness {
+                executor: CertExecutor::new(fake_client(&server)),
+                server,
+                enablement,
+                status,
+                settings: Settings {
+                    default_runner_image: "runner:1".to_string(),
+                },
+            }
+        }
+
+        fn ctx(&self, now: Timestamp) -> Context<'_> {
+            Context {
+                enablement: &self.enablement,
+                name: NAME,
+                namespace: NAMESPACE,
+                uid: UID,
+                spec: &self.enablement.spec,
+                status: &self.status,
+                settings: &self.settings,
+                own_namespace_terminating: false,
+                now,
+            }
+        }
+
+        async fn run(&self, now: Timestamp, mode: Mode) -> Observation {
+            self.executor.run(&self.ctx(now), mode).await.expect("run")
+        }
+
+        async fn teardown(&self) -> Observation {
+            let ctx = self.ctx(t0());
+            self.executor.teardown(&ctx, 1).await.expect("teardown")
+        }
+
+        /// The requests since the last call, as `VERB name`.
+        fn requests(&self) -> Vec<String> {
+            std::mem::take(&mut self.server.lock().expect("fake API server").requests)
+        }
+
+        /// Stores a Secret as if someone else had created it (no request is logged).
+        fn insert(&self, secret: Secret) {
+            let name = secret.metadata.name.clone().expect("name");
+            let mut server = self.server.lock().expect("fake API server");
+            server.secrets.insert(name, secret);
+        }
+
+        fn stored(&self, name: &str) -> Option<Secret> {
+            let server = self.server.lock().expect("fake API server");
+            server.secrets.get(name).cloned()
+        }
+
+        fn text(&self, name: &str, key: &str) -> String {
+            let secret = self.stored(name).expect("secret");
+            let bytes = &secret.data.as_ref().expect("data")[key];
+            String::from_utf8(bytes.0.clone()).expect("utf-8")
+        }
+    }
+
+    fn data_keys(secret: &Secret) -> Vec<&str> {
+        secret
+            .data
+            .as_ref()
+            .map_or(Vec::new(), |d| d.keys().map(String::as_str).collect())
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_endpoint_without_calling_the_api() {
+        let harness = Harness::new(None);
+        let observation = harness.run(t0(), Mode::Attempt(1)).await;
+        assert!(matches!(
+            observation,
+            Observation::Progressing { ref reason, .. } if reason == reasons::WAITING_FOR_ENDPOINT
+        ));
+        assert!(harness.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn first_run_creates_both_secrets_and_a_second_run_writes_nothing() {
+        let harness = Harness::new(Some("[2001:db8::7]:5443"));
+
+        let first = harness.run(t0(), Mode::Attempt(1)).await;
+        let valid_until = t0() + days(300);
+        assert_eq!(
+            first,
+            Observation::Succeeded {
+                message: Some(format!("serving certificate valid until {valid_until}")),
+                extend_param: BTreeMap::new(),
+            }
+        );
+        assert_eq!(
+            harness.requests(),
+            [
+                format!("GET {CA_SECRET}"),
+                format!("GET {CERT_SECRET}"),
+                format!("PATCH {CA_SECRET}"),
+                format!("PATCH {CERT_SECRET}"),
+            ]
+        );
+        let ca = harness.stored(CA_SECRET).expect("CA Secret");
+        assert_eq!(ca.type_.as_deref(), Some("Opaque"));
+        assert_eq!(data_keys(&ca), ["ca.crt", "ca.key"]);
+        let tls = harness.stored(CERT_SECRET).expect("TLS Secret");
+        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
+        assert_eq!(data_keys(&tls), ["ca.crt", "tls.crt", "tls.key"]);
+        assert_eq!(
+            harness.text(CERT_SECRET, CA_CERT_KEY),
+            harness.text(CA_SECRET, CA_CERT_KEY)
+        );
+        let leaf_der = der(&harness.text(CERT_SECRET, TLS_CERT_KEY));
+        let sans = sans_of(&parse(&leaf_der)).expect("SANs");
+        assert!(sans.contains(&San::parse("2001:db8::7")));
+        assert!(sans.contains(&San::parse("api.example.com")));
+        assert!(sans.contains(&San::parse("fed-federation-apiserver.fleet.svc")));
+
+        let second = harness.run(t0() + days(1), Mode::Maintain).await;
+        assert_eq!(second, first);
+        assert_eq!(
+            harness.requests(),
+            [format!("GET {CA_SECRET}"), format!("GET {CERT_SECRET}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn maintain_renews_a_serving_certificate_near_expiry_from_the_same_ca() {
+        let harness = Harness::new(Some("203.0.113.7:5443"));
+        harness.run(t0(), Mode::Attempt(1)).await;
+        let ca_before = harness.text(CA_SECRET, CA_CERT_KEY);
+        let leaf_before = harness.text(CERT_SECRET, TLS_CERT_KEY);
+        harness.requests();
+
+        harness.run(t0() + days(250), Mode::Maintain).await;
+        assert_eq!(
+            harness.requests(),
+            [
+                format!("GET {CA_SECRET}"),
+                format!("GET {CERT_SECRET}"),
+                format!("PATCH {CERT_SECRET}"),
+            ]
+        );
+        assert_eq!(harness.text(CA_SECRET, CA_CERT_KEY), ca_before);
+        assert_ne!(harness.text(CERT_SECRET, TLS_CERT_KEY), leaf_before);
+    }
+
+    #[tokio::test]
+    async fn a_secret_not_labelled_for_this_enablement_is_a_name_conflict() {
+        let harness = Harness::new(Some("203.0.113.7:5443"));
+        let mut foreign = Secret::default();
+        foreign.metadata.name = Some(CERT_SECRET.to_string());
+        foreign.metadata.namespace = Some(NAMESPACE.to_string());
+        harness.insert(foreign);
+
+        let observation = harness.run(t0(), Mode::Attempt(1)).await;
+        let message = format!(
+            "Secret {NAMESPACE}/{CERT_SECRET} exists and is not labelled for this enablement"
+        );
+        assert_eq!(
+            observation,
+            Observation::failed(reasons::NAME_CONFLICT, message)
+        );
+        assert_eq!(
+            harness.requests(),
+            [format!("GET {CA_SECRET}"), format!("GET {CERT_SECRET}")]
+        );
+    }
+
+    #[tokio::test]
+    async fn teardown_deletes_both_secrets_then_reports_none_left() {
+        let harness = Harness::new(Some("203.0.113.7:5443"));
+        harness.run(t0(), Mode::Attempt(1)).await;
+        harness.requests();
+
+        let first = harness.teardown().await;
+        assert!(matches!(
+            first,
+            Observation::Progressing { ref reason, .. } if reason == reasons::DELETING
+        ));
+        assert_eq!(
+            harness.requests(),
+            [
+                "LIST".to_string(),
+                format!("DELETE {CA_SECRET}"),
+                format!("DELETE {CERT_SECRET}"),
+            ]
+        );
+        assert!(matches!(
+            harness.teardown().await,
+            Observation::Succeeded { .. }
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+//! The subjob executors: one file per subjob, behind one trait.
+//!
+//! An executor is idempotent: it observes the cluster, applies what is missing or has
+//! drifted (server-side apply with the `federation-controller` field manager), and reports an
+//! [`Observation`]. Running it twice does nothing the second time.
+
+pub mod cert;
+pub mod chart;
+pub mod names;
+pub mod network;
+pub mod node;
+mod objects;
+pub mod simulated;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+use kube::Client;
+
+use crate::api::{
+    FederationEnablement, FederationEnablementSpec, FederationEnablementStatus, SubJobType,
+};
+use crate::job::{Mode, Observation};
+
+pub use objects::{NamespaceState, ensure_control_plane_namespace};
+
+/// Errors of the executors' calls to the API server. The controller turns them into a
+/// failed attempt with reason `ApiError`, naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {kind} {namespace}/{name}: {source}")]
+    Api {
+        action: &'static str,
+        kind: String,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Controller-wide settings the executors need.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Runner image used when `chart.runnerImage` is not set.
+    pub default_runner_image: String,
+}
+
+/// Everything an executor knows about the enablement it works for.
+pub struct Context<'a> {
+    pub enablement: &'a FederationEnablement,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub uid: &'a str,
+    pub spec: &'a FederationEnablementSpec,
+    /// The status as the state machine decided it so far in this reconcile.
+    pub status: &'a FederationEnablementStatus,
+    pub settings: &'a Settings,
+    /// The enablement's own namespace is being deleted: nothing can be created in it.
+    pub own_namespace_terminating: bool,
+    pub now: Timestamp,
+}
+
+impl<'a> Context<'a> {
+    pub fn control_plane_namespace(&self) -> &'a str {
+        self.spec.control_plane_namespace(self.namespace)
+    }
+
+    /// The control plane runs in the enablement's own namespace (owner references work).
+    pub fn control_plane_is_local(&self) -> bool {
+        self.control_plane_namespace() == self.namespace
+    }
+
+    pub fn job_uid(&self) -> &'a str {
+        self.status.job_uid.as_deref().unwrap_or("")
+    }
+}
+
+/// One subjob's executor, with the teardown step that undoes it.
+pub trait SubJobExecutor: Send + Sync {
+    fn sub_job(&self) -> SubJobType;
+
+    /// Drives an attempt, or (after Success) checks and repairs what the subjob made.
+    fn run<'a>(&'a self, ctx: &'a Context<'a>, mode: Mode) -> BoxFuture<'a, Result<Observation>>;
+
+    /// Removes what the subjob made (its teardown step).
+    fn teardown<'a>(
+        &'a self,
+        ctx: &'a Context<'a>,
+        attempt: i32,
+    ) -> BoxFuture<'a, Result<Observation>>;
+
+    /// How often to look at an attempt in flight when no watch event comes first.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+}
+
+/// The four executors, looked up by subjob.
+#[derive(Clone)]
+pub struct Executors {
+    executors: Arc<[Box<dyn SubJobExecutor>; 4]>,
+    /// Kinds of objects the executors create, for the controller's watches.
+    pub kubernetes: bool,
+}
+
+impl Executors {
+    /// The real executors, working against the cluster.
+    pub fn kubernetes(client: Client) -> Self {
+        Executors {
+            executors: Arc::new([
+                Box::new(node::NodeExecutor::new(client.clone())),
+                Box::new(network::NetworkExecutor::new(client.clone())),
+                Box::new(cert::CertExecutor::new(client.clone())),
+                Box::new(chart::ChartExecutor::new(client)),
+            ]),
+            kubernetes: true,
+        }
+    }
+
+    /// Executors that only pretend (demos, load and end-to-end tests of the controller).
+    pub fn simulated(config: simulated::SimulatedConfig) -> Self {
+        let config = Arc::new(config);
+        Executors {
+            executors: Arc::new(SubJobType::ALL.map(|t| {
+                Box::new(simulated::SimulatedExecutor::new(t, config.clone()))
+                    as Box<dyn SubJobExecutor>
+            })),
+            kubernetes: false,
+        }
+    }
+
+    pub fn get(&self, sub_job: SubJobType) -> &dyn SubJobExecutor {
+        let index = SubJobType::ALL
+            .iter()
+            .position(|t| *t == sub_job)
+            .unwrap_or_default();
+        self.executors[index].as_ref()
+    }
+}

@@ -1,0 +1,224 @@
+//! CreateNetworkResource: the Service that exposes the federation API server, and its endpoint.
+//!
+//! DeleteNetworkResource (teardown) deletes it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use super::node::{is_usable, ours_selector};
+use super::objects::{self, Ensured};
+use super::{Context, Error, Result, SubJobExecutor, names};
+use crate::api::{EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType, SubJobType};
+use crate::job::{Mode, Observation, reasons};
+
+/// Labels the control-plane chart gives the federation API server pods.
+pub fn apiserver_selector(release: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "federation-apiserver".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            release.to_string(),
+        ),
+    ])
+}
+
+/// The Service CreateNetworkResource applies.
+pub fn desired_service(ctx: &Context<'_>) -> Service {
+    let network = &ctx.spec.network;
+    let mut metadata = objects::metadata(
+        ctx,
+        SubJobType::CreateNetworkResource,
+        names::service(ctx.name),
+        Some(ctx.control_plane_namespace()),
+    );
+    let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.extend(network.annotations.clone());
+    if let Some(elb_id) = &network.elb_id {
+        annotations.insert(network.elb_id_annotation.clone(), elb_id.clone());
+    }
+    let type_ = match network.type_ {
+        NetworkType::LoadBalancer => "LoadBalancer",
+        NetworkType::NodePort => "NodePort",
+    };
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(type_.to_string()),
+            selector: Some(apiserver_selector(ctx.spec.release_name(ctx.name))),
+            ports: Some(vec![ServicePort {
+                name: Some("https".to_string()),
+                port: network.port,
+                target_port: Some(IntOrString::Int(network.port)),
+                protocol: Some("TCP".to_string()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+pub fn endpoint(host: &str, port: i32) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(_)) => format!("[{host}]:{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+/// The host of a load balancer's first ingress (IP preferred).
+pub fn load_balancer_host(service: &Service) -> Option<String> {
+    let ingress = service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?;
+    ingress.ip.clone().or_else(|| ingress.hostname.clone())
+}
+
+fn node_port(service: &Service) -> Option<i32> {
+    service.spec.as_ref()?.ports.as_ref()?.first()?.node_port
+}
+
+/// The address clients reach a node by: ExternalIP, else InternalIP.
+pub fn node_address(node: &Node) -> Option<String> {
+    let addresses = node.status.as_ref()?.addresses.as_ref()?;
+    ["ExternalIP", "InternalIP"].iter().find_map(|kind| {
+        addresses
+            .iter()
+            .find(|a| a.type_ == *kind)
+            .map(|a| a.address.clone())
+    })
+}
+
+pub struct NetworkExecutor {
+    client: Client,
+}
+
+impl NetworkExecutor {
+    pub fn new(client: Client) -> Self {
+        NetworkExecutor { client }
+    }
+
+    async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
+        let service = match objects::ensure(&api, &desired_service(ctx), ctx).await? {
+            Ensured::Conflict(message) => {
+                return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+            }
+            ensured => ensured.object().cloned().unwrap_or_default(),
+        };
+
+        let mut extend_param = BTreeMap::new();
+        if let Some(elb_id) = &ctx.spec.network.elb_id {
+            extend_param.insert(EXTEND_PARAM_ELB_ID.to_string(), elb_id.clone());
+        }
+        let host = match ctx.spec.network.type_ {
+            NetworkType::LoadBalancer => match load_balancer_host(&service) {
+                Some(host) => Ok((host, ctx.spec.network.port)),
+                None => Err((
+                    reasons::WAITING_FOR_LOAD_BALANCER,
+                    "the load balancer has not reported an address yet".to_string(),
+                )),
+            },
+            NetworkType::NodePort => match node_port(&service) {
+                None => Err((
+                    reasons::WAITING_FOR_NODE_PORT,
+                    "no node port allocated yet".to_string(),
+                )),
+                Some(port) => match self.control_plane_node_address(ctx).await? {
+                    Some(host) => Ok((host, port)),
+                    None => Err((
+                        reasons::WAITING_FOR_NODE_ADDRESS,
+                        "no Ready control-plane node with an address yet".to_string(),
+                    )),
+                },
+            },
+        };
+        Ok(match host {
+            Ok((host, port)) => {
+                let endpoint = endpoint(&host, port);
+                extend_param.insert(EXTEND_PARAM_ENDPOINT.to_string(), endpoint.clone());
+                Observation::Succeeded {
+                    message: Some(format!("federation API server reachable at {endpoint}")),
+                    extend_param,
+                }
+            }
+            Err((reason, message)) => Observation::Progressing {
+                reason: reason.to_string(),
+                message,
+                extend_param,
+            },
+        })
+    }
+
+    async fn control_plane_node_address(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let selector = ours_selector(ctx.uid);
+        let mut nodes = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| Error::Api {
+                action: "list",
+                kind: "Node".to_string(),
+                namespace: String::new(),
+                name: selector,
+                source,
+            })?
+            .items;
+        nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(nodes.iter().filter(|n| is_usable(n)).find_map(node_address))
+    }
+
+    async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
+        let remaining =
+            objects::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
+        Ok(deletion_observation(remaining, "Service"))
+    }
+}
+
+/// Done once nothing labelled is left; otherwise wait for the deletions to finish.
+pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
+    if remaining == 0 {
+        Observation::Succeeded {
+            message: Some(format!("no {what} of this enablement is left")),
+            extend_param: BTreeMap::new(),
+        }
+    } else {
+        Observation::progressing(
+            reasons::DELETING,
+            format!("waiting for {remaining} {what} object(s) to be deleted"),
+        )
+    }
+}
+
+impl SubJobExecutor for NetworkExecutor {
+    fn sub_job(&self) -> SubJobType {
+        SubJobType::CreateNetworkResource
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>, _mode: Mode) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.ensure(ctx))
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        ctx: &'a Context<'a>,
+        _attempt: i32,
+    ) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.delete(ctx))
+    }
+}

@@ -1,0 +1,230 @@
+//! CreateNode: reserves `controlPlane.replicas` Ready, schedulable nodes for the control plane
+//! by labelling them `federation.fleet.dev/control-plane: <enablement uid>`.
+//!
+//! ReleaseNode (teardown) removes those labels and the control-plane namespace when this
+//! enablement created it.
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::objects::delete_one;
+use super::{Context, Error, Result, SubJobExecutor, names};
+use crate::api::{CONTROL_PLANE_NODE_LABEL, CREATED_BY_ANNOTATION, SubJobType};
+use crate::job::{Mode, Observation, reasons};
+
+pub struct NodeExecutor {
+    client: Client,
+}
+
+impl NodeExecutor {
+    pub fn new(client: Client) -> Self {
+        NodeExecutor { client }
+    }
+
+    async fn list(&self, selector: &str) -> Result<Vec<Node>> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let list = api
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| Error::Api {
+                action: "list",
+                kind: "Node".to_string(),
+                namespace: String::new(),
+                name: selector.to_string(),
+                source,
+            })?;
+        Ok(list.items)
+    }
+
+    async fn reserve(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let wanted = usize::try_from(ctx.spec.control_plane.replicas).unwrap_or(1);
+        let ours = self.list(&ours_selector(ctx.uid)).await?;
+        let matching = self.list(&node_selector(ctx)).await?;
+
+        let mut ready_ours: Vec<&Node> = ours
+            .iter()
+            .filter(|n| is_usable(n) && matching.iter().any(|m| m.name_any() == n.name_any()))
+            .collect();
+        ready_ours.sort_by_key(|n| n.name_any());
+
+        // More than wanted (replicas went down): release the extra ones, the unusable first.
+        let keep: Vec<String> = ready_ours
+            .iter()
+            .take(wanted)
+            .map(|n| n.name_any())
+            .collect();
+        if keep.len() == wanted {
+            for node in ours.iter().filter(|n| !keep.contains(&n.name_any())) {
+                self.release(node.name_any(), ctx.uid).await?;
+            }
+            return Ok(Observation::Succeeded {
+                message: Some(format!("{wanted} node(s) labelled: {}", keep.join(", "))),
+                extend_param: Default::default(),
+            });
+        }
+
+        let mut free: Vec<&Node> = matching
+            .iter()
+            .filter(|n| is_usable(n) && !n.labels().contains_key(CONTROL_PLANE_NODE_LABEL))
+            .collect();
+        free.sort_by_key(|n| n.name_any());
+        let mut labelled = keep;
+        for node in free.into_iter().take(wanted - labelled.len()) {
+            self.label(node.name_any(), ctx.uid).await?;
+            labelled.push(node.name_any());
+        }
+        if labelled.len() == wanted {
+            return Ok(Observation::Succeeded {
+                message: Some(format!(
+                    "{wanted} node(s) labelled: {}",
+                    labelled.join(", ")
+                )),
+                extend_param: Default::default(),
+            });
+        }
+        Ok(Observation::progressing(
+            reasons::INSUFFICIENT_NODES,
+            format!(
+                "{}/{wanted} Ready, schedulable nodes match controlPlane.nodeSelector and are free",
+                labelled.len()
+            ),
+        ))
+    }
+
+    async fn label(&self, node: String, uid: &str) -> Result<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let patch = json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node, "labels": {CONTROL_PLANE_NODE_LABEL: uid}},
+        });
+        // Not forced: a label another manager set meanwhile is a conflict, not ours to take.
+        let params = PatchParams::apply(&names::node_field_manager(uid));
+        api.patch(&node, &params, &Patch::Apply(&patch))
+            .await
+            .map(drop)
+            .map_err(|source| node_error("label", node, source))
+    }
+
+    /// Removes the label only while it still names this enablement (a JSON patch `test`).
+    async fn release(&self, node: String, uid: &str) -> Result<()> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let path = format!(
+            "/metadata/labels/{}",
+            CONTROL_PLANE_NODE_LABEL
+                .replace('~', "~0")
+                .replace('/', "~1")
+        );
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": path, "value": uid},
+            {"op": "remove", "path": path},
+        ]))?;
+        match api
+            .patch(&node, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone, or the label no longer names us: nothing of ours is left there.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
+            Err(source) => Err(node_error("unlabel", node, source)),
+        }
+    }
+
+    async fn release_all(&self, ctx: &Context<'_>) -> Result<Observation> {
+        for node in self.list(&ours_selector(ctx.uid)).await? {
+            self.release(node.name_any(), ctx.uid).await?;
+        }
+        if !ctx.control_plane_is_local() {
+            let api: Api<Namespace> = Api::all(self.client.clone());
+            let namespace = ctx.control_plane_namespace();
+            let ns = api.get_opt(namespace).await.map_err(|source| Error::Api {
+                action: "get",
+                kind: "Namespace".to_string(),
+                namespace: String::new(),
+                name: namespace.to_string(),
+                source,
+            })?;
+            let created_by_us = ns.as_ref().is_some_and(|ns| {
+                ns.annotations()
+                    .get(CREATED_BY_ANNOTATION)
+                    .map(String::as_str)
+                    == Some(ctx.uid)
+            });
+            if let Some(ns) =
+                ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
+            {
+                delete_one(&api, &ns).await?;
+                return Ok(Observation::Succeeded {
+                    message: Some(format!("nodes released; namespace {namespace} deleted")),
+                    extend_param: Default::default(),
+                });
+            }
+        }
+        Ok(Observation::Succeeded {
+            message: Some("nodes released".to_string()),
+            extend_param: Default::default(),
+        })
+    }
+}
+
+impl SubJobExecutor for NodeExecutor {
+    fn sub_job(&self) -> SubJobType {
+        SubJobType::CreateNode
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>, _mode: Mode) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.reserve(ctx))
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        ctx: &'a Context<'a>,
+        _attempt: i32,
+    ) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.release_all(ctx))
+    }
+}
+
+fn node_error(action: &'static str, node: String, source: kube::Error) -> Error {
+    Error::Api {
+        action,
+        kind: "Node".to_string(),
+        namespace: String::new(),
+        name: node,
+        source,
+    }
+}
+
+/// Nodes this enablement has labelled.
+pub fn ours_selector(uid: &str) -> String {
+    format!("{CONTROL_PLANE_NODE_LABEL}={uid}")
+}
+
+/// `controlPlane.nodeSelector` as a label selector (empty: every node).
+pub fn node_selector(ctx: &Context<'_>) -> String {
+    ctx.spec
+        .control_plane
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Ready and schedulable.
+pub fn is_usable(node: &Node) -> bool {
+    let schedulable = !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    schedulable && ready
+}
