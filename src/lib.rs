@@ -1,5 +1,8 @@
 //! federation-controller: enables multi-cluster federation for a fleet and reports its progress.
 
 pub mod api;
+pub mod controller;
 pub mod crd;
 pub mod job;
+pub mod policy;
+pub mod subjobs;

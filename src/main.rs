@@ -1,3 +1,275 @@
-fn main() {
-    print!("{}", federation_controller::crd::crd_yaml().unwrap());
+//! `federation-controller`: the CLI. Wiring only; the logic lives in the library.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use federation_controller::api::SubJobType;
+use federation_controller::controller;
+use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
+use federation_controller::subjobs::Executors;
+use federation_controller::subjobs::simulated::SimulatedConfig;
+use tracing::{info, warn};
+
+#[derive(Parser)]
+#[command(
+    name = "federation-controller",
+    version,
+    about = "Enables multi-cluster federation for fleets of clusters and reports its progress"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of KUBECONFIG or the in-cluster config.
+    Run(Box<RunArgs>),
+    /// Print the FederationEnablement CRD generated from the Rust types.
+    Crd,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Auth {
+    Kubernetes,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ExecutorKind {
+    /// The real executors: nodes, Services, Secrets, Helm Jobs.
+    Kubernetes,
+    /// Subjobs succeed after a delay and create nothing (demos, load and end-to-end tests).
+    Simulated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of the HTTP API (progress, list, health, metrics).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_HTTP_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    http_addr: SocketAddr,
+    /// Certificate file for HTTPS on the HTTP API.
+    #[arg(long, env = "FEDERATION_CONTROLLER_TLS_CERT_FILE")]
+    tls_cert_file: Option<String>,
+    /// Key file for HTTPS on the HTTP API.
+    #[arg(long, env = "FEDERATION_CONTROLLER_TLS_KEY_FILE")]
+    tls_key_file: Option<String>,
+    /// How HTTP callers are authenticated.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_AUTH",
+        value_enum,
+        default_value = "kubernetes"
+    )]
+    auth: Auth,
+    /// Which executors run the subjobs.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_EXECUTORS",
+        value_enum,
+        default_value = "kubernetes"
+    )]
+    executors: ExecutorKind,
+    /// With --executors=simulated: how long each subjob takes, in milliseconds.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_SIMULATED_DELAY_MS",
+        default_value_t = 300
+    )]
+    simulated_delay_ms: u64,
+    /// With --executors=simulated: the delay of one subjob type, as `TYPE=MS` (repeatable).
+    #[arg(long, env = "FEDERATION_CONTROLLER_SIMULATED_DELAY_FOR", value_delimiter = ',', value_parser = parse_delay_for)]
+    simulated_delay_for: Vec<(SubJobType, u64)>,
+    /// Elect a leader among replicas through a Lease; only the leader reconciles.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_LEADER_ELECT",
+        default_value_t = false
+    )]
+    leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_LEADER_ELECT_LEASE_NAME",
+        default_value = "federation-controller"
+    )]
+    leader_elect_lease_name: String,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "FEDERATION_CONTROLLER_LEADER_ELECT_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// Lease duration in seconds.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_LEADER_ELECT_LEASE_DURATION",
+        default_value_t = 15
+    )]
+    leader_elect_lease_duration: u64,
+    /// Watch only this namespace (a foreign controlPlane.namespace or clusterScoped chart is then refused).
+    #[arg(long, env = "FEDERATION_CONTROLLER_NAMESPACE")]
+    namespace: Option<String>,
+    /// Runner images a chart may use (comma-separated); the first is the default.
+    #[arg(long, env = "FEDERATION_CONTROLLER_ALLOWED_RUNNER_IMAGES", value_delimiter = ',', default_value = DEFAULT_RUNNER_IMAGE)]
+    allowed_runner_images: Vec<String>,
+    /// ClusterRoles the installer Jobs may be bound to (comma-separated).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOWED_INSTALLER_ROLES",
+        value_delimiter = ',',
+        default_value = "federation-chart-installer"
+    )]
+    allowed_installer_roles: Vec<String>,
+    /// Allow chart.clusterScoped (a ClusterRoleBinding for the installer).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOW_CLUSTER_SCOPED_CHARTS",
+        default_value_t = false
+    )]
+    allow_cluster_scoped_charts: bool,
+    /// Allow a controlPlane.namespace other than the enablement's own.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOW_FOREIGN_CONTROL_PLANE_NAMESPACES",
+        default_value_t = false
+    )]
+    allow_foreign_control_plane_namespaces: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Log level or tracing filter (e.g. `info`, `federation_controller=debug`).
+    #[arg(long, env = "FEDERATION_CONTROLLER_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    /// FederationEnablements reconciled at once.
+    #[arg(long, env = "FEDERATION_CONTROLLER_CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+}
+
+fn parse_delay_for(s: &str) -> Result<(SubJobType, u64), String> {
+    let (type_, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected TYPE=MS, e.g. CreateCert=1000"))?;
+    let type_: SubJobType = type_.trim().parse()?;
+    let ms = ms.trim().parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((type_, ms))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", federation_controller::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Version => {
+            println!("federation-controller {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(args) => run(*args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no cluster found: set KUBECONFIG or run in a pod")?;
+
+    let not_yet = |flag: &str, issue: &str| {
+        warn!("{flag} is accepted but not implemented yet ({issue}); it has no effect")
+    };
+    not_yet("--http-addr", "the HTTP progress API");
+    if args.tls_cert_file.is_some() || args.tls_key_file.is_some() {
+        not_yet("--tls-cert-file/--tls-key-file", "the HTTP progress API");
+    }
+    if args.auth == Auth::None {
+        warn!("--auth=none: the HTTP API would answer every caller without authentication");
+    }
+    if args.leader_elect {
+        not_yet("--leader-elect", "leader election");
+    }
+
+    let executors = match args.executors {
+        ExecutorKind::Kubernetes => Executors::kubernetes(client.clone()),
+        ExecutorKind::Simulated => {
+            let mut config =
+                SimulatedConfig::uniform(Duration::from_millis(args.simulated_delay_ms));
+            let overrides: BTreeMap<_, _> = args
+                .simulated_delay_for
+                .iter()
+                .map(|(t, ms)| (*t, Duration::from_millis(*ms)))
+                .collect();
+            config.delays.extend(overrides);
+            info!(
+                ?config,
+                "simulated executors: subjobs create nothing outside the status"
+            );
+            Executors::simulated(config)
+        }
+    };
+    let policy = Policy {
+        allowed_runner_images: args.allowed_runner_images,
+        allowed_installer_roles: args.allowed_installer_roles,
+        allow_cluster_scoped_charts: args.allow_cluster_scoped_charts,
+        allow_foreign_control_plane_namespaces: args.allow_foreign_control_plane_namespaces,
+        watch_namespace: args.namespace,
+    };
+    controller::run(
+        client,
+        executors,
+        policy,
+        args.concurrency.max(1),
+        shutdown_signal(),
+    )
+    .await;
+    Ok(())
+}
+
+fn init_logging(args: &RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level {:?}", args.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop taking new work and let in-flight reconciles finish.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+    info!("shutting down");
 }

@@ -1,0 +1,584 @@
+//! kube-runtime wiring: watches, reconcile, finalizer, and one status patch per reconcile.
+//!
+//! A reconcile reads the status and the cluster, asks the pure state machine (`job`) what to
+//! do, runs the executors it names, feeds their observations back, and writes the status once,
+//! only when it changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{
+    ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, FINALIZER, FederationEnablement,
+    FederationEnablementStatus, JobPhase, MANAGED_BY_LABEL, MANAGER, RETRY_ANNOTATION, SubJobPhase,
+    SubJobType, TeardownStepType,
+};
+use crate::job::{self, JobInput, Mode, Observation, Transition, reasons};
+use crate::policy::{self, Policy};
+use crate::subjobs::{self, Executors, NamespaceState, Settings};
+
+/// Errors that fail a reconcile (it is retried by the error policy).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("patching the status of {0}: {1}")]
+    StatusPatch(String, #[source] kube::Error),
+    #[error("updating the finalizers of {0}: {1}")]
+    Finalizer(String, #[source] kube::Error),
+    #[error("control-plane namespace of {0}: {1}")]
+    Namespace(String, #[source] subjobs::Error),
+    #[error("building a patch: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+/// The clock the controller reads; tests move it by hand.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// How often a successful job's objects are checked for drift when no watch event comes.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a duplicate enablement checks whether the fleet's owner is gone.
+pub const DUPLICATE_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// Rounds of decide-and-execute in one reconcile (each subjob wave takes one).
+const MAX_ROUNDS: usize = 8;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub executors: Executors,
+    pub policy: Policy,
+    pub settings: Settings,
+    /// Events are best effort: None records none.
+    pub recorder: Option<Recorder>,
+    /// All enablements this controller sees, for the one-owner-per-fleet rule.
+    pub store: Store<FederationEnablement>,
+    pub clock: Arc<dyn Clock>,
+    pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        executors: Executors,
+        policy: Policy,
+        store: Store<FederationEnablement>,
+    ) -> Self {
+        let settings = Settings {
+            default_runner_image: policy.default_runner_image().to_string(),
+        };
+        let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER.to_string()));
+        Context {
+            client,
+            executors,
+            policy,
+            settings,
+            recorder: Some(recorder),
+            store,
+            clock: Arc::new(SystemClock),
+            new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+pub async fn run(
+    client: Client,
+    executors: Executors,
+    policy: Policy,
+    concurrency: u16,
+    shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = policy.watch_namespace.clone();
+    let api: Api<FederationEnablement> = scoped(&client, namespace.as_deref());
+    let mut controller = Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown);
+    let store = controller.store();
+    if executors.kubernetes {
+        let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+        controller = controller
+            .watches(
+                scoped::<Service>(&client, namespace.as_deref()),
+                ours.clone(),
+                by_labels,
+            )
+            .watches(
+                scoped::<Secret>(&client, namespace.as_deref()),
+                ours.clone(),
+                by_labels,
+            )
+            .watches(
+                scoped::<Job>(&client, namespace.as_deref()),
+                ours.clone(),
+                by_labels,
+            )
+            .watches(
+                scoped::<ServiceAccount>(&client, namespace.as_deref()),
+                ours.clone(),
+                by_labels,
+            )
+            .watches(
+                scoped::<RoleBinding>(&client, namespace.as_deref()),
+                ours.clone(),
+                by_labels,
+            )
+            .watches(
+                Api::<ClusterRoleBinding>::all(client.clone()),
+                ours,
+                by_labels,
+            );
+        let nodes_store = store.clone();
+        controller = controller.watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            move |node| waiting_on_nodes(&nodes_store, &node),
+        );
+    }
+    let context = Arc::new(Context::new(client, executors, policy, store));
+    info!("controller started");
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|result| {
+            match result {
+                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
+                Err(error) => warn!(%error, "reconcile failed"),
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// An object we made belongs to the enablement its labels name.
+fn by_labels<K: Resource>(object: K) -> Option<ObjectRef<FederationEnablement>> {
+    let labels = object.meta().labels.as_ref()?;
+    let name = labels.get(ENABLEMENT_LABEL)?;
+    let namespace = labels.get(ENABLEMENT_NAMESPACE_LABEL)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// A node change matters to enablements waiting on nodes, and to the one that labelled it.
+fn waiting_on_nodes(
+    store: &Store<FederationEnablement>,
+    node: &Node,
+) -> Vec<ObjectRef<FederationEnablement>> {
+    let labelled_for = node.labels().get(crate::api::CONTROL_PLANE_NODE_LABEL);
+    store
+        .state()
+        .iter()
+        .filter(|fe| {
+            let waiting = fe.status.as_ref().is_some_and(|s| {
+                [SubJobType::CreateNode, SubJobType::CreateNetworkResource]
+                    .iter()
+                    .any(|t| {
+                        s.sub_job(*t)
+                            .is_some_and(|j| j.phase == SubJobPhase::Running)
+                    })
+            });
+            waiting || labelled_for.is_some_and(|uid| fe.uid().as_deref() == Some(uid.as_str()))
+        })
+        .map(|fe| ObjectRef::from_obj(fe.as_ref()))
+        .collect()
+}
+
+pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(enablement = %fe.name_any(), namespace = fe.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// Reconciles one FederationEnablement.
+pub async fn reconcile(fe: Arc<FederationEnablement>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = fe.namespace().unwrap_or_default();
+    let api: Api<FederationEnablement> = Api::namespaced(ctx.client.clone(), &namespace);
+    if fe.meta().deletion_timestamp.is_some() {
+        return teardown(&fe, &api, &ctx).await;
+    }
+    if !fe.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(&fe, &api).await?;
+    }
+    run_job(&fe, &api, &ctx).await
+}
+
+async fn run_job(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let name = fe.name_any();
+    let namespace = fe.namespace().unwrap_or_default();
+    let uid = fe.uid().unwrap_or_default();
+    let current = fe.status.clone().unwrap_or_default();
+    let blocked = ctx.policy.check(fe).or_else(|| {
+        let all = ctx.store.state();
+        policy::check_duplicate(fe, all.iter().map(AsRef::as_ref))
+    });
+    let control_plane_namespace = fe.spec.control_plane_namespace(&namespace).to_string();
+    // The namespace was ensured when the first subjob started; only a start needs a look.
+    let mut namespace_ready = !ctx.executors.kubernetes
+        || control_plane_namespace == namespace
+        || current
+            .sub_jobs
+            .iter()
+            .any(|s| s.phase != SubJobPhase::Pending);
+
+    let mut status = current.clone();
+    let mut observations = BTreeMap::new();
+    let mut observed = BTreeSet::new();
+    let mut transitions = Vec::new();
+    let mut requeue_after = None;
+    let mut polling = None;
+    for _ in 0..MAX_ROUNDS {
+        let now = ctx.clock.now();
+        let input = JobInput {
+            spec: &fe.spec,
+            generation: fe.meta().generation,
+            retry_annotation: fe.annotations().get(RETRY_ANNOTATION).map(String::as_str),
+            blocked: blocked.clone(),
+            namespace_ready,
+            now,
+        };
+        let decision = job::decide(&input, &status, &observations, &mut || (ctx.new_uid)());
+        status = decision.status;
+        transitions.extend(decision.transitions);
+        requeue_after = decision.requeue_after;
+        observations.clear();
+        if decision.ensure_namespace {
+            let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+            let state = subjobs::ensure_control_plane_namespace(
+                &namespaces,
+                &control_plane_namespace,
+                &uid,
+                true,
+            )
+            .await
+            .map_err(|e| Error::Namespace(format!("{namespace}/{name}"), e))?;
+            if state == NamespaceState::Ready {
+                namespace_ready = true;
+                continue;
+            }
+            // Terminating: wait for it to go, then it is created afresh.
+            requeue_after = Some(Duration::from_secs(5));
+            break;
+        }
+        let pending: Vec<(SubJobType, Mode)> = decision
+            .execute
+            .into_iter()
+            .filter(|(t, _)| observed.insert(*t))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let sub_ctx = subjobs::Context {
+            enablement: fe,
+            name: &name,
+            namespace: &namespace,
+            uid: &uid,
+            spec: &fe.spec,
+            status: &status,
+            settings: &ctx.settings,
+            own_namespace_terminating: false,
+            now,
+        };
+        let sub_ctx = &sub_ctx;
+        let results = future::join_all(pending.iter().map(|(t, mode)| {
+            let executor = ctx.executors.get(*t);
+            async move { (*t, observe(executor.run(sub_ctx, *mode).await, *t)) }
+        }))
+        .await;
+        for (t, _) in &pending {
+            if matches!(
+                status.sub_job(*t).map(|s| s.phase),
+                Some(SubJobPhase::Running)
+            ) {
+                let interval = ctx.executors.get(*t).poll_interval();
+                polling = Some(polling.map_or(interval, |p: Duration| p.min(interval)));
+            }
+        }
+        observations.extend(results);
+    }
+
+    write_status(fe, api, ctx, &current, &status, &transitions).await?;
+
+    let phase = status.phase.unwrap_or(JobPhase::Pending);
+    let in_flight = status
+        .sub_jobs
+        .iter()
+        .any(|s| s.phase == SubJobPhase::Running && s.next_attempt_time.is_none());
+    let mut after = requeue_after;
+    let mut at_most = |d: Duration| after = Some(after.map_or(d, |a: Duration| a.min(d)));
+    if in_flight {
+        at_most(polling.unwrap_or(Duration::from_secs(15)));
+    }
+    match (phase, status.reason.as_deref()) {
+        (JobPhase::Success, _) => at_most(MAINTENANCE_INTERVAL),
+        (JobPhase::Failed, Some(reasons::DUPLICATE_CLUSTER_GROUP_ID)) => {
+            at_most(DUPLICATE_RECHECK_INTERVAL)
+        }
+        _ => {}
+    }
+    Ok(after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// An executor's error is a failed attempt that names what failed.
+fn observe(result: subjobs::Result<Observation>, sub_job: impl std::fmt::Display) -> Observation {
+    result.unwrap_or_else(|error| {
+        warn!(%sub_job, %error, "executor failed");
+        Observation::failed(reasons::API_ERROR, error.to_string())
+    })
+}
+
+async fn teardown(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if !fe.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = fe.name_any();
+    let namespace = fe.namespace().unwrap_or_default();
+    let uid = fe.uid().unwrap_or_default();
+    let current = fe.status.clone().unwrap_or_default();
+    let own_namespace_terminating = ctx.executors.kubernetes && {
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        subjobs::ensure_control_plane_namespace(&namespaces, &namespace, &uid, false)
+            .await
+            .map_err(|e| Error::Namespace(format!("{namespace}/{name}"), e))?
+            == NamespaceState::Terminating
+    };
+    let timeout = Duration::from_secs(fe.spec.sub_job_timeout_seconds.max(1) as u64);
+
+    let mut status = current.clone();
+    let mut observations = BTreeMap::new();
+    let mut observed = BTreeSet::new();
+    let mut transitions = Vec::new();
+    let mut requeue_after = None;
+    let mut finished = false;
+    for _ in 0..MAX_ROUNDS {
+        let now = ctx.clock.now();
+        let decision = job::decide_teardown(
+            &status,
+            fe.meta().generation,
+            timeout,
+            now,
+            &observations,
+            &mut || (ctx.new_uid)(),
+        );
+        status = decision.status;
+        transitions.extend(decision.transitions);
+        requeue_after = decision.requeue_after;
+        finished = decision.finished;
+        observations.clear();
+        let pending: Vec<(TeardownStepType, i32)> = decision
+            .execute
+            .into_iter()
+            .filter(|(t, _)| observed.insert(*t))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let sub_ctx = subjobs::Context {
+            enablement: fe,
+            name: &name,
+            namespace: &namespace,
+            uid: &uid,
+            spec: &fe.spec,
+            status: &status,
+            settings: &ctx.settings,
+            own_namespace_terminating,
+            now,
+        };
+        for (step, attempt) in pending {
+            let executor = ctx.executors.get(step.undoes());
+            let observation = observe(executor.teardown(&sub_ctx, attempt).await, step);
+            observations.insert(step, observation);
+            requeue_after = Some(executor.poll_interval().min(Duration::from_secs(5)));
+        }
+    }
+
+    write_status(fe, api, ctx, &current, &status, &transitions).await?;
+    if finished {
+        remove_finalizer(fe, api).await?;
+        return Ok(Action::await_change());
+    }
+    Ok(requeue_after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// One server-side apply of the whole status, only when it changed; then the events.
+async fn write_status(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+    current: &FederationEnablementStatus,
+    status: &FederationEnablementStatus,
+    transitions: &[Transition],
+) -> Result<(), Error> {
+    if status != current {
+        let patch = json!({
+            "apiVersion": FederationEnablement::api_version(&()),
+            "kind": FederationEnablement::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &fe.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
+    }
+    publish(fe, ctx, transitions).await;
+    Ok(())
+}
+
+/// Records an event per transition; a failure to record is logged, never fatal.
+async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transition]) {
+    let Some(recorder) = &ctx.recorder else {
+        return;
+    };
+    let reference = fe.object_ref(&());
+    for transition in transitions {
+        let event = to_event(transition);
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            warn!(reason = %event.reason, %error, "could not record an event");
+        }
+    }
+}
+
+pub fn to_event(transition: &Transition) -> Event {
+    let (type_, reason, note) = match transition {
+        Transition::SubJobStarted(t) => {
+            (EventType::Normal, "SubJobStarted", format!("{t} started"))
+        }
+        Transition::SubJobSucceeded(t) => (
+            EventType::Normal,
+            "SubJobSucceeded",
+            format!("{t} succeeded"),
+        ),
+        Transition::SubJobFailed {
+            sub_job,
+            reason,
+            message,
+        } => (
+            EventType::Warning,
+            "SubJobFailed",
+            format!("{sub_job} failed ({reason}): {message}"),
+        ),
+        Transition::JobSucceeded => (
+            EventType::Normal,
+            "JobSucceeded",
+            "federation enabled".to_string(),
+        ),
+        Transition::JobFailed { reason, message } => (
+            EventType::Warning,
+            "JobFailed",
+            format!("{reason}: {message}"),
+        ),
+        Transition::TeardownStarted => (
+            EventType::Normal,
+            "TeardownStarted",
+            "tearing the federation down".to_string(),
+        ),
+        Transition::TeardownSucceeded => (
+            EventType::Normal,
+            "TeardownSucceeded",
+            "federation removed".to_string(),
+        ),
+    };
+    Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(&note, 1024)),
+        action: reason.to_string(),
+        secondary: None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Adds the finalizer; the `test` makes a concurrent change fail instead of being overwritten.
+async fn add_finalizer(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+) -> Result<(), Error> {
+    let patch = match &fe.metadata.finalizers {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(finalizers) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    json_patch(fe, api, patch).await
+}
+
+async fn remove_finalizer(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+) -> Result<(), Error> {
+    let Some(index) = fe.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]);
+    json_patch(fe, api, patch).await
+}
+
+async fn json_patch(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch)?;
+    api.patch(
+        &fe.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await
+    .map(drop)
+    .map_err(|e| Error::Finalizer(fe.name_any(), e))
+}
