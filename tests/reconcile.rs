@@ -1,0 +1,639 @@
+//! The reconcile loop with the real executors, against an in-memory API server that logs every
+//! request: what a user relies on from one `kubectl apply` to the object's deletion.
+
+mod support;
+
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::*;
+
+const SERVICE: &str = "/api/v1/namespaces/team-a/services/fleet-a-federation-apiserver";
+const CERTS: &str = "/api/v1/namespaces/team-a/secrets/fleet-a-federation-certs";
+const CA: &str = "/api/v1/namespaces/team-a/secrets/fleet-a-federation-ca";
+const VALUES: &str = "/api/v1/namespaces/team-a/secrets/fleet-a-federation-values";
+const INSTALLER_SA: &str = "/api/v1/namespaces/team-a/serviceaccounts/fleet-a-federation-installer";
+const INSTALLER_RB: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a/rolebindings/fleet-a-federation-installer";
+const JOBS: &str = "/apis/batch/v1/namespaces/team-a/jobs/";
+
+fn setup(extra_spec: Value) -> Harness {
+    let h = Harness::new(policy());
+    h.server.insert(ready_node("node-1"));
+    h.server
+        .insert(enablement_json(NAME, NS, "fleet-a", extra_spec));
+    h.sync_store(&[FE_PATH]);
+    h
+}
+
+fn give_load_balancer_address(h: &Harness) {
+    h.server.modify(SERVICE, |svc| {
+        svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}});
+    });
+}
+
+fn finish_job(h: &Harness, prefix: &str, condition: &str) -> String {
+    let path = h
+        .server
+        .paths(JOBS)
+        .into_iter()
+        .find(|p| p.starts_with(&format!("{JOBS}{prefix}")))
+        .expect("job exists");
+    h.server.modify(&path, |job| {
+        job["status"] = json!({"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+    });
+    path
+}
+
+/// Runs the job to Success, returning the calls of every reconcile.
+async fn run_to_success(h: &Harness) {
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(h);
+    h.reconcile(FE_PATH).await;
+    finish_job(h, "fleet-a-install-", "Complete");
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        h.status(FE_PATH)["phase"],
+        "Success",
+        "{:#}",
+        h.status(FE_PATH)
+    );
+}
+
+#[tokio::test]
+async fn first_reconcile_adds_the_finalizer_labels_a_node_and_applies_the_service() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    let mut writes = writes(&calls);
+    // CreateNode and CreateNetworkResource run at the same time: their order is not fixed.
+    writes[1..3].sort();
+    assert_eq!(
+        writes,
+        vec![
+            format!("PATCH {FE_PATH}"),
+            format!("PATCH {SERVICE}"),
+            "PATCH /api/v1/nodes/node-1".to_string(),
+            format!("PATCH {FE_PATH}/status"),
+        ]
+    );
+    let fe = h.server.get(FE_PATH).expect("fe");
+    assert_eq!(
+        fe["metadata"]["finalizers"],
+        json!(["federation.fleet.dev/cleanup"])
+    );
+    let uid = fe["metadata"]["uid"].as_str().expect("uid").to_string();
+    let node = h.server.get("/api/v1/nodes/node-1").expect("node");
+    assert_eq!(
+        node["metadata"]["labels"]["federation.fleet.dev/control-plane"],
+        uid.as_str()
+    );
+
+    let node_patch = calls
+        .iter()
+        .find(|c| c.line() == "PATCH /api/v1/nodes/node-1")
+        .expect("node patch");
+    assert!(
+        node_patch
+            .uri
+            .contains(&format!("fieldManager=federation-controller-{uid}")),
+        "a field manager per enablement: {}",
+        node_patch.uri
+    );
+    let service_patch = calls
+        .iter()
+        .find(|c| c.line() == format!("PATCH {SERVICE}"))
+        .expect("service patch");
+    assert_eq!(
+        service_patch.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert!(
+        service_patch
+            .uri
+            .contains("fieldManager=federation-controller")
+    );
+    assert!(service_patch.uri.contains("force=true"));
+    let service = h.server.get(SERVICE).expect("service");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(service["spec"]["ports"][0]["port"], 5443);
+    assert_eq!(
+        service["metadata"]["annotations"]["kubernetes.io/elb.id"],
+        "69694819-67dc-44ac-ab6e-9b18087c5c4c"
+    );
+    let labels = &service["metadata"]["labels"];
+    assert_eq!(
+        labels["app.kubernetes.io/managed-by"],
+        "federation-controller"
+    );
+    assert_eq!(labels["federation.fleet.dev/enablement"], NAME);
+    assert_eq!(labels["federation.fleet.dev/enablement-namespace"], NS);
+    let owner = &service["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["controller"].as_bool()),
+        (Some("FederationEnablement"), Some(true))
+    );
+
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["progress"], "1/4");
+    assert_eq!(status["observedGeneration"], 1);
+    let network = h.sub_job(FE_PATH, "CreateNetworkResource");
+    assert_eq!(
+        (network["phase"].as_str(), network["reason"].as_str()),
+        (Some("Running"), Some("WaitingForLoadBalancer"))
+    );
+    assert_eq!(
+        network["extendParam"]["JobExtendParamKeyElbID"],
+        "69694819-67dc-44ac-ab6e-9b18087c5c4c"
+    );
+    assert_eq!(h.sub_job(FE_PATH, "CreateNode")["phase"], "Success");
+}
+
+#[tokio::test]
+async fn job_reaches_success_through_all_four_subjobs() {
+    let h = setup(json!({"sso": {"configUuid": "c-1", "callbackUrl": "https://sso.example/cb"}}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.clock.advance(2);
+    h.reconcile(FE_PATH).await;
+
+    let network = h.sub_job(FE_PATH, "CreateNetworkResource");
+    assert_eq!(
+        network["extendParam"]["JobExtendParamKeyEndpoint"],
+        "203.0.113.10:5443"
+    );
+    assert_eq!(h.sub_job(FE_PATH, "CreateCert")["phase"], "Success");
+    let certs = h.server.get(CERTS).expect("serving certificate");
+    assert_eq!(certs["type"], "kubernetes.io/tls");
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        assert!(certs["data"][key].is_string(), "{key}");
+    }
+    assert!(h.server.get(CA).is_some());
+    let install = h.sub_job(FE_PATH, "InstallFederationChart");
+    assert_eq!(
+        (install["phase"].as_str(), install["reason"].as_str()),
+        (Some("Running"), Some("Installing"))
+    );
+    assert!(h.server.get(INSTALLER_SA).is_some());
+    let binding = h.server.get(INSTALLER_RB).expect("rolebinding");
+    assert_eq!(binding["roleRef"]["name"], "federation-chart-installer");
+    let values = h.server.get(VALUES).expect("values secret");
+    let values_yaml = values["data"]["values.yaml"].as_str().expect("values");
+    let values: Value = serde_json::from_slice(&base64_decode(values_yaml)).expect("values json");
+    assert_eq!(values["federation"]["endpoint"], "203.0.113.10:5443");
+    assert_eq!(
+        values["federation"]["certificateSecret"],
+        "fleet-a-federation-certs"
+    );
+    assert_eq!(values["sso"]["configUuid"], "c-1");
+
+    let jobs = h.server.paths(JOBS);
+    assert_eq!(jobs.len(), 1);
+    let job = h.server.get(&jobs[0]).expect("job");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert!(
+        job["spec"]["activeDeadlineSeconds"]
+            .as_i64()
+            .expect("deadline")
+            <= 600
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    assert_eq!(container["image"], "docker.io/alpine/helm:3.16.4");
+
+    h.clock.advance(30);
+    finish_job(&h, "fleet-a-install-", "Complete");
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Success");
+    assert_eq!(status["progress"], "4/4");
+    assert!(status.get("currentSubJobs").is_none());
+    let ready = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .expect("Ready");
+    assert_eq!(ready["status"], "True");
+    // InstallFederationChart started only after CreateNode and CreateCert had succeeded.
+    let time = |t: &str, field: &str| {
+        h.sub_job(FE_PATH, t)[field]
+            .as_str()
+            .expect("time")
+            .to_string()
+    };
+    assert!(time("CreateNode", "completionTime") <= time("InstallFederationChart", "startTime"));
+    assert!(time("CreateCert", "completionTime") <= time("InstallFederationChart", "startTime"));
+}
+
+#[tokio::test]
+async fn reconcile_that_changes_nothing_writes_nothing() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    h.reconcile(FE_PATH).await;
+    h.server.take_calls();
+    h.clock.advance(60);
+    let action = h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert_eq!(writes(&calls), Vec::<String>::new(), "{:#?}", lines(&calls));
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn a_deleted_service_is_repaired_and_degraded_until_it_has_an_address() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    h.server.remove(SERVICE);
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(SERVICE).is_some(), "recreated");
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Success");
+    let condition = |status: &Value, t: &str| {
+        status["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .expect("condition")
+    };
+    assert_eq!(condition(&status, "Degraded")["status"], "True");
+    assert_eq!(
+        condition(&status, "Degraded")["reason"],
+        "WaitingForLoadBalancer"
+    );
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+}
+
+#[tokio::test]
+async fn a_changed_label_on_a_secret_is_repaired() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    h.server.modify(CERTS, |s| {
+        s["metadata"]["annotations"]["federation.fleet.dev/spec-hash"] = json!("tampered");
+    });
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert!(
+        writes(&calls).contains(&format!("PATCH {CERTS}")),
+        "{:#?}",
+        lines(&calls)
+    );
+    assert_ne!(
+        h.server.get(CERTS).expect("certs")["metadata"]["annotations"]["federation.fleet.dev/spec-hash"],
+        "tampered"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_service_that_is_not_ours_is_a_name_conflict_and_is_left_alone() {
+    let h = setup(json!({"backoffLimit": 0}));
+    h.server.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "fleet-a-federation-apiserver", "namespace": NS, "labels": {"app": "someone-else"}},
+        "spec": {"type": "ClusterIP"},
+    }));
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert!(
+        !writes(&calls).contains(&format!("PATCH {SERVICE}")),
+        "never applied over someone else's object"
+    );
+    let network = h.sub_job(FE_PATH, "CreateNetworkResource");
+    assert_eq!(
+        (network["phase"].as_str(), network["reason"].as_str()),
+        (Some("Failed"), Some("NameConflict"))
+    );
+    assert_eq!(h.status(FE_PATH)["phase"], "Failed");
+    assert_eq!(h.status(FE_PATH)["reason"], "NameConflict");
+}
+
+#[tokio::test]
+async fn an_existing_object_labelled_for_this_enablement_is_adopted() {
+    let h = setup(json!({}));
+    h.server.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "fleet-a-federation-apiserver", "namespace": NS, "labels": {
+            "federation.fleet.dev/enablement": NAME, "federation.fleet.dev/enablement-namespace": NS}},
+        "spec": {"type": "ClusterIP"},
+    }));
+    h.reconcile(FE_PATH).await;
+    let service = h.server.get(SERVICE).expect("service");
+    assert_eq!(
+        service["spec"]["type"], "LoadBalancer",
+        "adopted and brought to the desired state"
+    );
+    assert_eq!(
+        h.sub_job(FE_PATH, "CreateNetworkResource")["phase"],
+        "Running"
+    );
+}
+
+#[tokio::test]
+async fn runner_image_outside_the_allowlist_fails_at_once_and_creates_nothing() {
+    let h = setup(
+        json!({"chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3", "runnerImage": "evil/helm"}}),
+    );
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert_eq!(
+        writes(&calls),
+        vec![
+            format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status")
+        ]
+    );
+    let status = h.status(FE_PATH);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some("NotAllowed"))
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .expect("message")
+            .contains("evil/helm")
+    );
+}
+
+#[tokio::test]
+async fn a_second_enablement_for_the_same_fleet_waits_for_the_owner_to_go() {
+    let h = setup(json!({}));
+    let second =
+        "/apis/federation.fleet.dev/v1alpha1/namespaces/team-b/federationenablements/fleet-a-again";
+    let mut newer = enablement_json("fleet-a-again", "team-b", "fleet-a", json!({}));
+    newer["metadata"]["creationTimestamp"] = json!("2026-01-15T08:05:00Z");
+    h.server.insert(newer);
+    h.sync_store(&[FE_PATH, second]);
+    let action = h.reconcile(second).await;
+    let calls = h.server.take_calls();
+    assert_eq!(
+        writes(&calls),
+        vec![format!("PATCH {second}"), format!("PATCH {second}/status")]
+    );
+    let status = h.status(second);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some("DuplicateClusterGroupID"))
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .expect("message")
+            .contains("team-a/fleet-a")
+    );
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+
+    h.server.remove(FE_PATH);
+    h.sync_store(&[second]);
+    h.reconcile(second).await;
+    assert_eq!(h.status(second)["phase"], "Running");
+}
+
+#[tokio::test]
+async fn failed_install_is_retried_with_a_new_job_and_the_old_one_deleted() {
+    let h = setup(json!({"backoffLimit": 1}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let first = finish_job(&h, "fleet-a-install-", "Failed");
+    h.reconcile(FE_PATH).await;
+    let install = h.sub_job(FE_PATH, "InstallFederationChart");
+    assert_eq!(install["reason"], "InstallFailed");
+    assert!(
+        install["message"]
+            .as_str()
+            .expect("message")
+            .contains("BackoffLimitExceeded")
+    );
+    assert_eq!(install["attempts"], 1);
+
+    h.clock.advance(5);
+    h.reconcile(FE_PATH).await;
+    assert!(
+        h.server.get(&first).is_none(),
+        "the next attempt deletes the old Job first"
+    );
+    let jobs = h.server.paths(JOBS);
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].ends_with("-2"), "{jobs:?}");
+    assert_eq!(h.sub_job(FE_PATH, "InstallFederationChart")["attempts"], 2);
+
+    finish_job(&h, "fleet-a-install-", "Failed");
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some("InstallFailed"))
+    );
+
+    // Retry: only the failed subjob runs again.
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["annotations"] = json!({"federation.fleet.dev/retry": "1"});
+    });
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(status["lastHandledRetry"], "1");
+    assert_eq!(h.sub_job(FE_PATH, "CreateCert")["phase"], "Success");
+    assert_eq!(h.sub_job(FE_PATH, "InstallFederationChart")["attempts"], 1);
+    assert_eq!(h.server.paths(JOBS).len(), 1);
+}
+
+#[tokio::test]
+async fn a_restarted_controller_resumes_without_duplicating_objects() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let before = h.status(FE_PATH);
+    let jobs = h.server.paths(JOBS);
+
+    // A new process: fresh context, same cluster.
+    let fresh = Harness::with_server(h.server.clone(), policy());
+    fresh.sync_store(&[FE_PATH]);
+    fresh.reconcile(FE_PATH).await;
+    assert_eq!(
+        fresh.server.paths(JOBS),
+        jobs,
+        "the same Job, not a new one"
+    );
+    let after = fresh.status(FE_PATH);
+    assert_eq!(after["jobUID"], before["jobUID"]);
+    assert_eq!(
+        after["subJobs"], before["subJobs"],
+        "nothing lost or redone"
+    );
+}
+
+#[tokio::test]
+async fn deletion_tears_everything_down_then_removes_the_finalizer() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    let uid = h.server.get(FE_PATH).expect("fe")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    h.server.take_calls();
+    // kubectl delete: the finalizer keeps the object, with a deletionTimestamp.
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Deleting");
+    assert_eq!(
+        status["teardown"]["steps"][0]["type"],
+        "UninstallFederationChart"
+    );
+    assert_eq!(status["teardown"]["steps"][0]["reason"], "Uninstalling");
+    assert_eq!(status["currentSubJobs"], "UninstallFederationChart");
+
+    finish_job(&h, "fleet-a-uninst-", "Complete");
+    for _ in 0..6 {
+        if h.server.get(FE_PATH).is_none() {
+            break;
+        }
+        h.reconcile(FE_PATH).await;
+    }
+    assert!(
+        h.server.get(FE_PATH).is_none(),
+        "finalizer removed, object gone"
+    );
+    for path in [SERVICE, CERTS, CA, VALUES, INSTALLER_SA, INSTALLER_RB] {
+        assert!(h.server.get(path).is_none(), "{path} deleted");
+    }
+    assert!(
+        h.server.paths(JOBS).iter().all(|p| p.contains("-uninst-")),
+        "install Jobs deleted"
+    );
+    let node = h.server.get("/api/v1/nodes/node-1").expect("node");
+    assert!(
+        node["metadata"]["labels"]
+            .get("federation.fleet.dev/control-plane")
+            .is_none(),
+        "label of {uid} released"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_teardown() {
+    let mut allow = policy();
+    allow.allow_foreign_control_plane_namespaces = true;
+    let h = Harness::new(allow);
+    h.server.insert(ready_node("node-1"));
+    h.server.insert(enablement_json(
+        NAME,
+        NS,
+        "fleet-a",
+        json!({"controlPlane": {"namespace": "federation-system"}}),
+    ));
+    h.sync_store(&[FE_PATH]);
+    h.reconcile(FE_PATH).await;
+    let uid = h.server.get(FE_PATH).expect("fe")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let ns = h
+        .server
+        .get("/api/v1/namespaces/federation-system")
+        .expect("namespace created");
+    assert_eq!(
+        ns["metadata"]["annotations"]["federation.fleet.dev/created-by"],
+        uid.as_str()
+    );
+    let service = h
+        .server
+        .get("/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver")
+        .expect("service in the control-plane namespace");
+    assert!(
+        service["metadata"].get("ownerReferences").is_none(),
+        "no owner reference across namespaces"
+    );
+
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    for _ in 0..6 {
+        if h.server.get(FE_PATH).is_none() {
+            break;
+        }
+        h.reconcile(FE_PATH).await;
+    }
+    assert!(h.server.get(FE_PATH).is_none());
+    assert!(
+        h.server
+            .get("/api/v1/namespaces/federation-system")
+            .is_none(),
+        "namespace it created is deleted"
+    );
+}
+
+#[tokio::test]
+async fn not_enough_nodes_keeps_create_node_running_with_counts() {
+    let h = Harness::new(policy());
+    h.server.insert(ready_node("node-1"));
+    let mut taken = ready_node("node-2");
+    taken["metadata"]["labels"]["federation.fleet.dev/control-plane"] = json!("someone-else");
+    h.server.insert(taken);
+    let mut not_ready = ready_node("node-3");
+    not_ready["status"]["conditions"][0]["status"] = json!("False");
+    h.server.insert(not_ready);
+    h.server.insert(enablement_json(
+        NAME,
+        NS,
+        "fleet-a",
+        json!({"controlPlane": {"replicas": 2}}),
+    ));
+    h.sync_store(&[FE_PATH]);
+    h.reconcile(FE_PATH).await;
+    let node = h.sub_job(FE_PATH, "CreateNode");
+    assert_eq!(
+        (node["phase"].as_str(), node["reason"].as_str()),
+        (Some("Running"), Some("InsufficientNodes"))
+    );
+    assert!(
+        node["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("1/2")
+    );
+    let taken = h.server.get("/api/v1/nodes/node-2").expect("node-2");
+    assert_eq!(
+        taken["metadata"]["labels"]["federation.fleet.dev/control-plane"], "someone-else",
+        "never taken over"
+    );
+
+    h.server.insert(ready_node("node-4"));
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.sub_job(FE_PATH, "CreateNode")["phase"], "Success");
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value: k8s_openapi::ByteString = serde_json::from_value(json!(s)).expect("base64");
+    value.0
+}

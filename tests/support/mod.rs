@@ -1,0 +1,199 @@
+//! Fixtures shared by the integration tests.
+
+#![allow(dead_code)]
+
+pub mod fake_apiserver;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use federation_controller::api::FederationEnablement;
+use federation_controller::controller::{self, Clock, Context};
+use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
+use federation_controller::subjobs::Executors;
+use jiff::{SignedDuration, Timestamp};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+pub use fake_apiserver::{Call, FakeApiServer};
+
+pub const NS: &str = "team-a";
+pub const NAME: &str = "fleet-a";
+pub const FE_PATH: &str =
+    "/apis/federation.fleet.dev/v1alpha1/namespaces/team-a/federationenablements/fleet-a";
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub struct ManualClock(Arc<Mutex<Timestamp>>);
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock(Arc::new(Mutex::new(
+            "2026-01-15T08:00:00Z".parse().expect("time"),
+        )))
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        let mut now = self.0.lock().expect("lock");
+        *now += SignedDuration::from_secs(seconds);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("lock")
+    }
+}
+
+pub fn policy() -> Policy {
+    Policy {
+        allowed_runner_images: vec![DEFAULT_RUNNER_IMAGE.to_string()],
+        allowed_installer_roles: vec!["federation-chart-installer".to_string()],
+        allow_cluster_scoped_charts: false,
+        allow_foreign_control_plane_namespaces: false,
+        watch_namespace: None,
+    }
+}
+
+pub fn enablement_json(name: &str, namespace: &str, fleet: &str, extra_spec: Value) -> Value {
+    let mut spec = json!({
+        "clusterGroupID": fleet,
+        "network": {"type": "LoadBalancer", "port": 5443, "elbID": "69694819-67dc-44ac-ab6e-9b18087c5c4c"},
+        "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3"},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    json!({
+        "apiVersion": "federation.fleet.dev/v1alpha1",
+        "kind": "FederationEnablement",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+}
+
+pub fn ready_node(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "addresses": [{"type": "InternalIP", "address": format!("10.0.0.{}", name.len())}],
+        },
+    })
+}
+
+/// A controller context on the fake server, with a manual clock and counted uids.
+pub struct Harness {
+    pub server: FakeApiServer,
+    pub clock: ManualClock,
+    pub ctx: Arc<Context>,
+    writer: Mutex<reflector::store::Writer<FederationEnablement>>,
+}
+
+impl Harness {
+    pub fn new(policy: Policy) -> Self {
+        Self::with_server(FakeApiServer::new(), policy)
+    }
+
+    /// A new controller process on an existing cluster.
+    pub fn with_server(server: FakeApiServer, policy: Policy) -> Self {
+        Self::build(server, policy, Executors::kubernetes)
+    }
+
+    pub fn with_executors(
+        policy: Policy,
+        executors: impl FnOnce(kube::Client) -> Executors,
+    ) -> Self {
+        Self::build(FakeApiServer::new(), policy, executors)
+    }
+
+    fn build(
+        server: FakeApiServer,
+        policy: Policy,
+        executors: impl FnOnce(kube::Client) -> Executors,
+    ) -> Self {
+        let client = server.client();
+        let (store, writer) = reflector::store::<FederationEnablement>();
+        let clock = ManualClock::new();
+        let ids = Arc::new(AtomicU64::new(0));
+        let mut ctx = Context::new(client.clone(), executors(client), policy, store);
+        ctx.recorder = None;
+        ctx.clock = Arc::new(clock.clone());
+        ctx.new_uid = Arc::new(move || {
+            format!(
+                "00000000-0000-4000-9000-{:012}",
+                ids.fetch_add(1, Ordering::SeqCst) + 1
+            )
+        });
+        Harness {
+            server,
+            clock,
+            ctx: Arc::new(ctx),
+            writer: Mutex::new(writer),
+        }
+    }
+
+    pub fn store(&self) -> Store<FederationEnablement> {
+        self.ctx.store.clone()
+    }
+
+    /// Makes the controller's cache hold exactly these enablements (as its watch would).
+    pub fn sync_store(&self, paths: &[&str]) {
+        let objects: Vec<FederationEnablement> = paths
+            .iter()
+            .filter_map(|p| self.server.get(p))
+            .map(|v| serde_json::from_value(v).expect("enablement"))
+            .collect();
+        let mut writer = self.writer.lock().expect("lock");
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    pub fn enablement(&self, path: &str) -> Option<FederationEnablement> {
+        self.server
+            .get(path)
+            .map(|v| serde_json::from_value(v).expect("enablement"))
+    }
+
+    /// One reconcile of the enablement at `path`, as the controller runs it.
+    pub async fn reconcile(&self, path: &str) -> kube::runtime::controller::Action {
+        let fe = self.enablement(path).expect("enablement exists");
+        controller::reconcile(Arc::new(fe), self.ctx.clone())
+            .await
+            .expect("reconcile succeeds")
+    }
+
+    pub fn status(&self, path: &str) -> Value {
+        self.server.get(path).expect("enablement")["status"].clone()
+    }
+
+    pub fn sub_job(&self, path: &str, type_: &str) -> Value {
+        self.status(path)["subJobs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["type"] == type_))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// The lines (`METHOD path`) of the calls that wrote something.
+pub fn writes(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.is_write())
+        .map(Call::line)
+        .collect()
+}
+
+pub fn lines(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::line).collect()
+}
