@@ -637,3 +637,112 @@ fn base64_decode(s: &str) -> Vec<u8> {
     let value: k8s_openapi::ByteString = serde_json::from_value(json!(s)).expect("base64");
     value.0
 }
+
+#[tokio::test]
+async fn an_install_attempt_that_outlives_its_timeout_fails_with_timeout_and_is_retried() {
+    let h = setup(json!({"subJobTimeoutSeconds": 60}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let first = h.server.paths(JOBS);
+    assert_eq!(
+        h.server.get(&first[0]).expect("job")["spec"]["activeDeadlineSeconds"],
+        60
+    );
+
+    h.clock.advance(60);
+    let action = h.reconcile(FE_PATH).await;
+    let install = h.sub_job(FE_PATH, "InstallFederationChart");
+    assert_eq!(
+        (install["phase"].as_str(), install["reason"].as_str()),
+        (Some("Running"), Some("Timeout"))
+    );
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "woken for the retry"
+    );
+
+    h.clock.advance(5);
+    h.reconcile(FE_PATH).await;
+    let jobs = h.server.paths(JOBS);
+    assert_eq!(jobs.len(), 1);
+    assert_ne!(
+        jobs, first,
+        "a new Job for attempt 2; the timed-out one deleted"
+    );
+}
+
+#[tokio::test]
+async fn simulated_executors_run_the_whole_job_and_write_only_the_enablement() {
+    use federation_controller::subjobs::Executors;
+    use federation_controller::subjobs::simulated::SimulatedConfig;
+    let h = Harness::with_executors(policy(), |_| {
+        Executors::simulated(SimulatedConfig::uniform(Duration::ZERO))
+    });
+    h.server
+        .insert(enablement_json(NAME, NS, "fleet-a", json!({})));
+    h.sync_store(&[FE_PATH]);
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert_eq!(
+        writes(&calls),
+        vec![
+            format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status")
+        ]
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.path().starts_with("/apis/federation.fleet.dev/")),
+        "{:#?}",
+        lines(&calls)
+    );
+    let status = h.status(FE_PATH);
+    assert_eq!(
+        (status["phase"].as_str(), status["progress"].as_str()),
+        (Some("Success"), Some("4/4"))
+    );
+    assert_eq!(
+        h.sub_job(FE_PATH, "CreateNetworkResource")["extendParam"]["JobExtendParamKeyElbID"],
+        "69694819-67dc-44ac-ab6e-9b18087c5c4c"
+    );
+}
+
+#[tokio::test]
+async fn simulated_failure_annotation_fails_the_subjob_every_attempt() {
+    use federation_controller::subjobs::Executors;
+    use federation_controller::subjobs::simulated::SimulatedConfig;
+    let h = Harness::with_executors(policy(), |_| {
+        Executors::simulated(SimulatedConfig::uniform(Duration::ZERO))
+    });
+    let mut fe = enablement_json(NAME, NS, "fleet-a", json!({"backoffLimit": 1}));
+    fe["metadata"]["annotations"] = json!({"federation.fleet.dev/simulate-failure": "CreateCert"});
+    h.server.insert(fe);
+    h.sync_store(&[FE_PATH]);
+    for _ in 0..4 {
+        h.reconcile(FE_PATH).await;
+        h.clock.advance(10);
+    }
+    let cert = h.sub_job(FE_PATH, "CreateCert");
+    assert_eq!(
+        (
+            cert["phase"].as_str(),
+            cert["reason"].as_str(),
+            cert["attempts"].as_i64()
+        ),
+        (Some("Failed"), Some("SimulatedFailure"), Some(2))
+    );
+    assert!(
+        cert["message"]
+            .as_str()
+            .expect("message")
+            .contains("simulated")
+    );
+    assert_eq!(h.status(FE_PATH)["phase"], "Failed");
+    assert_eq!(
+        h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
+        "Pending"
+    );
+}

@@ -22,15 +22,15 @@ pub const WAITING_FOR_LOAD_BALANCER: &str = "WaitingForLoadBalancer";
 pub const WAITING_FOR_NODE_PORT: &str = "WaitingForNodePort";
 pub const WAITING_FOR_NODE_ADDRESS: &str = "WaitingForNodeAddress";
 pub const WAITING_FOR_ENDPOINT: &str = "WaitingForEndpoint";
-pub const CERTIFICATE_ISSUED: &str = "CertificateIssued";
 pub const INSTALLING: &str = "Installing";
 pub const INSTALL_FAILED: &str = "InstallFailed";
 pub const UNINSTALLING: &str = "Uninstalling";
 pub const UNINSTALL_FAILED: &str = "UninstallFailed";
 pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
 pub const API_ERROR: &str = "ApiError";
-pub const REPAIRED: &str = "Repaired";
 pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
 pub const NOT_INSTALLED: &str = "NotInstalled";
-pub const SIMULATED_FAILURE: &str = "SimulatedFailure";
+
+// Simulated executors.
 pub const SIMULATING: &str = "Simulating";
+pub const SIMULATED_FAILURE: &str = "SimulatedFailure";

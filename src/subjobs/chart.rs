@@ -746,3 +746,232 @@ impl SubJobExecutor for ChartExecutor {
         Box::pin(self.uninstall(ctx, attempt))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{FederationEnablement, FederationEnablementStatus};
+    use crate::subjobs::Settings;
+    use serde_json::json;
+
+    const LONGEST: &str = "a234567890123456789012345678901234567890";
+    const NAMESPACE: &str = "n23456789012345678901234567890123456789012345678901234567890123";
+
+    struct Fixture {
+        enablement: FederationEnablement,
+        status: FederationEnablementStatus,
+        settings: Settings,
+    }
+
+    impl Fixture {
+        fn new(spec: serde_json::Value) -> Self {
+            let mut enablement: FederationEnablement = serde_json::from_value(json!({
+                "apiVersion": "federation.fleet.dev/v1alpha1",
+                "kind": "FederationEnablement",
+                "metadata": {"name": LONGEST, "namespace": NAMESPACE, "uid": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+                "spec": spec,
+            }))
+            .expect("enablement");
+            enablement.metadata.generation = Some(1);
+            let status = serde_json::from_value(json!({
+                "jobUID": "5d2e6a1b-0000-4000-8000-000000000001",
+                "specHash": "abc",
+                "subJobs": [{"type": "CreateNetworkResource", "uid": "u", "phase": "Success",
+                    "extendParam": {"JobExtendParamKeyEndpoint": "203.0.113.10:5443"}}],
+            }))
+            .expect("status");
+            Fixture {
+                enablement,
+                status,
+                settings: Settings {
+                    default_runner_image: "docker.io/alpine/helm:3.16.4".into(),
+                },
+            }
+        }
+
+        fn ctx(&self) -> Context<'_> {
+            Context {
+                enablement: &self.enablement,
+                name: LONGEST,
+                namespace: NAMESPACE,
+                uid: "0f8fad5b-d9cb-469f-a165-70867728950e",
+                spec: &self.enablement.spec,
+                status: &self.status,
+                settings: &self.settings,
+                own_namespace_terminating: false,
+                now: "2026-01-15T08:00:00Z".parse().expect("time"),
+            }
+        }
+    }
+
+    fn spec() -> serde_json::Value {
+        json!({
+            "clusterGroupID": "fleet-a",
+            "sso": {"configUuid": "c-1", "issuerUrl": "https://issuer.example"},
+            "chart": {"repository": "oci://registry.example/charts/", "name": "federation", "version": "1.2.3",
+                "values": {"federation": {"replicas": 9, "extra": true}, "image": {"tag": "v1"}}},
+        })
+    }
+
+    #[test]
+    fn controller_facts_win_over_user_values_and_user_values_are_kept() {
+        let f = Fixture::new(spec());
+        let values = chart_values(&f.ctx());
+        assert_eq!(values["image"]["tag"], "v1");
+        assert_eq!(values["federation"]["extra"], true);
+        assert_eq!(values["federation"]["replicas"], 1);
+        assert_eq!(values["federation"]["endpoint"], "203.0.113.10:5443");
+        assert_eq!(values["sso"]["issuerUrl"], "https://issuer.example");
+        assert_eq!(
+            values["federation"]["nodeSelector"]["federation.fleet.dev/control-plane"],
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
+    }
+
+    #[test]
+    fn install_job_is_restricted_pod_security_compliant_and_bounded() {
+        let f = Fixture::new(spec());
+        let job = desired_job(&f.ctx(), Operation::Install, "j".into(), 90, true);
+        let spec = job.spec.expect("job spec");
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.active_deadline_seconds, Some(90));
+        let pod = spec.template.spec.expect("pod spec");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let pod_security = pod.security_context.expect("pod security");
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(
+            pod_security.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        let container = &pod.containers[0];
+        let security = container
+            .security_context
+            .as_ref()
+            .expect("container security");
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            security.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert_eq!(security.run_as_non_root, Some(true));
+        let resources = container.resources.as_ref().expect("resources");
+        assert!(resources.requests.is_some() && resources.limits.is_some());
+        let env: Vec<_> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert!(
+            env.contains(&"HELM_REPO_PASSWORD"),
+            "credentials come from the Secret"
+        );
+        let password = container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "HELM_REPO_PASSWORD")
+            .expect("password env");
+        assert!(password.value.is_none(), "never inline in the Job spec");
+        assert!(
+            container
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == "CHART_REPOSITORY"
+                    && e.value.as_deref() == Some("oci://registry.example/charts")),
+            "trailing slash trimmed"
+        );
+    }
+
+    #[test]
+    fn uninstall_job_needs_no_values_secret() {
+        let f = Fixture::new(spec());
+        let job = desired_job(&f.ctx(), Operation::Uninstall, "j".into(), 90, false);
+        let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
+        assert!(pod.volumes.iter().flatten().all(|v| v.secret.is_none()));
+        assert!(
+            pod.containers[0]
+                .command
+                .iter()
+                .flatten()
+                .any(|c| c.contains("helm uninstall"))
+        );
+    }
+
+    #[test]
+    fn label_values_stay_valid_for_the_longest_names() {
+        let f = Fixture::new(spec());
+        let job = desired_job(
+            &f.ctx(),
+            Operation::Install,
+            names::install_job(LONGEST, f.ctx().job_uid(), 21),
+            90,
+            false,
+        );
+        for (key, value) in job.metadata.labels.iter().flatten() {
+            assert!(value.len() <= 63, "{key}={value}");
+        }
+        assert!(job.metadata.name.expect("name").len() <= 63);
+        let binding = desired_cluster_role_binding(&f.ctx());
+        assert!(binding.metadata.name.expect("name").len() <= 253);
+    }
+
+    #[test]
+    fn bindings_bind_the_installer_account_to_the_allowed_role() {
+        let f = Fixture::new(spec());
+        let binding = desired_role_binding(&f.ctx());
+        assert_eq!(binding.role_ref.kind, "ClusterRole");
+        assert_eq!(binding.role_ref.name, "federation-chart-installer");
+        let subject = &binding.subjects.expect("subjects")[0];
+        assert_eq!(subject.name, names::installer(LONGEST));
+        assert_eq!(subject.namespace.as_deref(), Some(NAMESPACE));
+        let cluster = desired_cluster_role_binding(&f.ctx());
+        assert!(cluster.metadata.namespace.is_none());
+        assert!(
+            cluster.metadata.owner_references.is_none(),
+            "cluster-scoped: found by label"
+        );
+    }
+
+    #[test]
+    fn job_outcome_comes_only_from_complete_and_failed_conditions() {
+        let job = |conditions: serde_json::Value| -> Job {
+            serde_json::from_value(json!({"status": {"conditions": conditions, "active": 1}}))
+                .expect("job")
+        };
+        assert_eq!(job_outcome(&job(json!([]))), JobOutcome::Running);
+        assert_eq!(
+            job_outcome(&job(json!([{"type": "Complete", "status": "True"}]))),
+            JobOutcome::Complete
+        );
+        assert_eq!(
+            job_outcome(&job(
+                json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}])
+            )),
+            JobOutcome::Failed(
+                "DeadlineExceeded: Job was active longer than specified deadline".into()
+            )
+        );
+        assert_eq!(
+            job_outcome(&job(json!([{"type": "Failed", "status": "False"}]))),
+            JobOutcome::Running
+        );
+    }
+
+    #[test]
+    fn the_install_script_recovers_a_pending_release_before_installing() {
+        let pending = INSTALL_SCRIPT
+            .find("pending-install")
+            .expect("pending check");
+        let install = INSTALL_SCRIPT
+            .find("helm upgrade --install")
+            .expect("install");
+        assert!(pending < install);
+        assert!(INSTALL_SCRIPT.contains("helm rollback"));
+        assert!(
+            UNINSTALL_SCRIPT.contains("exit 0"),
+            "a release never installed counts as done"
+        );
+    }
+}

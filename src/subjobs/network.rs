@@ -222,3 +222,37 @@ impl SubJobExecutor for NetworkExecutor {
         Box::pin(self.delete(ctx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_brackets_ipv6_hosts_only() {
+        assert_eq!(endpoint("203.0.113.10", 5443), "203.0.113.10:5443");
+        assert_eq!(endpoint("2001:db8::1", 5443), "[2001:db8::1]:5443");
+        assert_eq!(endpoint("lb.example.com", 443), "lb.example.com:443");
+    }
+
+    #[test]
+    fn load_balancer_host_prefers_the_ip() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.10", "hostname": "lb.example.com"}]}}
+        }))
+        .expect("service");
+        assert_eq!(
+            load_balancer_host(&service).as_deref(),
+            Some("203.0.113.10")
+        );
+        assert_eq!(load_balancer_host(&Service::default()), None);
+    }
+
+    #[test]
+    fn node_address_prefers_external_ip() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}, {"type": "ExternalIP", "address": "198.51.100.1"}]}
+        }))
+        .expect("node");
+        assert_eq!(node_address(&node).as_deref(), Some("198.51.100.1"));
+    }
+}
