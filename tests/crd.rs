@@ -127,3 +127,28 @@ fn cel_rules_guard_the_name_and_the_immutable_fields() {
             .any(|r| r.contains("oldSelf.releaseName"))
     );
 }
+
+#[test]
+fn examples_are_valid_enablements() {
+    for entry in
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).expect("examples")
+    {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let fe: FederationEnablement =
+            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = fe.metadata.name.as_deref().expect("name");
+        assert!(name.len() <= 40, "{}", path.display());
+        assert!(
+            fe.spec
+                .cluster_group_id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{}",
+            path.display()
+        );
+    }
+}
