@@ -28,6 +28,7 @@ use crate::api::{
     SubJobType, TeardownStepType,
 };
 use crate::job::{self, JobInput, Mode, Observation, Transition, reasons};
+use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
 use crate::subjobs::{self, Executors, NamespaceState, Settings};
 
@@ -76,6 +77,7 @@ pub struct Context {
     pub store: Store<FederationEnablement>,
     pub clock: Arc<dyn Clock>,
     pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -98,6 +100,7 @@ impl Context {
             store,
             clock: Arc::new(SystemClock),
             new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -108,6 +111,7 @@ pub async fn run(
     executors: Executors,
     policy: Policy,
     concurrency: u16,
+    metrics: Arc<Metrics>,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = policy.watch_namespace.clone();
@@ -156,7 +160,9 @@ pub async fn run(
             move |node| waiting_on_nodes(&nodes_store, &node),
         );
     }
-    let context = Arc::new(Context::new(client, executors, policy, store));
+    let mut context = Context::new(client, executors, policy, store);
+    context.metrics = metrics;
+    let context = Arc::new(context);
     info!("controller started");
     controller
         .run(reconcile, error_policy, context)
@@ -221,15 +227,22 @@ pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, _ctx: Arc<Cont
 
 /// Reconciles one FederationEnablement.
 pub async fn reconcile(fe: Arc<FederationEnablement>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(&fe, &ctx).await;
+    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    result
+}
+
+async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Action, Error> {
     let namespace = fe.namespace().unwrap_or_default();
     let api: Api<FederationEnablement> = Api::namespaced(ctx.client.clone(), &namespace);
     if fe.meta().deletion_timestamp.is_some() {
-        return teardown(&fe, &api, &ctx).await;
+        return teardown(fe, &api, ctx).await;
     }
     if !fe.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(&fe, &api).await?;
+        add_finalizer(fe, &api).await?;
     }
-    run_job(&fe, &api, &ctx).await
+    run_job(fe, &api, ctx).await
 }
 
 async fn run_job(

@@ -3,6 +3,8 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod http;
 pub mod job;
+pub mod metrics;
 pub mod policy;
 pub mod subjobs;

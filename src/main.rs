@@ -6,11 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use federation_controller::api::SubJobType;
-use federation_controller::controller;
+use std::sync::Arc;
+
+use federation_controller::api::{FederationEnablement, SubJobType};
+use federation_controller::controller::{self, SystemClock};
+use federation_controller::http::{self, AppState, Authorizer, FederationCache, ServeConfig};
+use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -189,23 +195,29 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args)?;
+    // One TLS provider for the kube client and the HTTPS server.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default()
         .await
         .context("no cluster found: set KUBECONFIG or run in a pod")?;
 
-    let not_yet = |flag: &str, issue: &str| {
-        warn!("{flag} is accepted but not implemented yet ({issue}); it has no effect")
-    };
-    not_yet("--http-addr", "the HTTP progress API");
-    if args.tls_cert_file.is_some() || args.tls_key_file.is_some() {
-        not_yet("--tls-cert-file/--tls-key-file", "the HTTP progress API");
-    }
-    if args.auth == Auth::None {
-        warn!("--auth=none: the HTTP API would answer every caller without authentication");
-    }
     if args.leader_elect {
-        not_yet("--leader-elect", "leader election");
+        warn!(
+            "--leader-elect is accepted but not implemented yet; this replica reconciles as if it led"
+        );
     }
+    let tls = match (args.tls_cert_file.clone(), args.tls_key_file.clone()) {
+        (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert-file and --tls-key-file go together"),
+    };
+    let auth = match args.auth {
+        Auth::Kubernetes => Authorizer::kubernetes(client.clone()),
+        Auth::None => {
+            warn!("--auth=none: the HTTP API answers every caller without authentication");
+            Authorizer::None
+        }
+    };
 
     let executors = match args.executors {
         ExecutorKind::Kubernetes => Executors::kubernetes(client.clone()),
@@ -232,14 +244,60 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         allow_foreign_control_plane_namespaces: args.allow_foreign_control_plane_namespaces,
         watch_namespace: args.namespace,
     };
-    controller::run(
+    let metrics = Arc::new(Metrics::new());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+
+    // The HTTP API reads its own cache, kept by its own watch, leader or not.
+    let cache = FederationCache::new();
+    let api: Api<FederationEnablement> = match &policy.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let follow =
+        cache.follow(watcher(api, watcher::Config::default().any_semantic()).default_backoff());
+    let state = Arc::new(AppState {
+        cache: cache.clone(),
+        auth,
+        metrics: metrics.clone(),
+        clock: Arc::new(SystemClock),
+    });
+    let server = http::serve(
+        ServeConfig {
+            addr: args.http_addr,
+            tls,
+        },
+        http::router(state),
+        until_stopped(),
+    );
+    let controller = controller::run(
         client,
         executors,
         policy,
         args.concurrency.max(1),
-        shutdown_signal(),
-    )
-    .await;
+        metrics,
+        until_stopped(),
+    );
+
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let server = tokio::spawn(server);
+    tokio::select! {
+        _ = follow => anyhow::bail!("the FederationEnablement watch ended"),
+        _ = controller => {}
+    }
+    // The controller has drained; the server finishes its in-flight requests.
+    server
+        .await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
     Ok(())
 }
 

@@ -51,7 +51,11 @@ struct State {
     uid: u64,
     /// Paths answering with an error status, for failure tests.
     failures: BTreeMap<(Method, String), u16>,
+    /// POSTs answered by a function of the body (reviews), not stored.
+    responders: BTreeMap<String, Responder>,
 }
+
+type Responder = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub struct FakeApiServer {
@@ -124,6 +128,15 @@ impl FakeApiServer {
             .collect()
     }
 
+    /// Answers POSTs to `path` with `respond(body)` (TokenReview, SubjectAccessReview).
+    pub fn respond(&self, path: &str, respond: impl Fn(&Value) -> Value + Send + Sync + 'static) {
+        self.state
+            .lock()
+            .expect("lock")
+            .responders
+            .insert(path.to_string(), Arc::new(respond));
+    }
+
     pub fn fail(&self, method: Method, path: &str, code: u16) {
         self.state
             .lock()
@@ -172,6 +185,9 @@ impl FakeApiServer {
                 let Some(mut object) = body else {
                     return status(400, "no body");
                 };
+                if let Some(respond) = state.responders.get(&object_path) {
+                    return (StatusCode::CREATED, respond(&object));
+                }
                 if object_path.starts_with("/apis/events.k8s.io/") {
                     object["metadata"]["name"] = json!(format!("event-{}", state.calls.len()));
                 }

@@ -1,0 +1,304 @@
+//! The HTTP API's own cache of FederationEnablements, kept by its own watch so that every
+//! replica serves reads whether or not it leads. Lookups by fleet are O(1) through an index the
+//! watch keeps up to date; the list is ordered by namespace, then name.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, StreamExt};
+use kube::ResourceExt;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+
+use crate::api::FederationEnablement;
+
+type Key = (String, String);
+/// (creationTimestamp, namespace, name): the oldest owns a fleet.
+type AgeKey = (Option<jiff::Timestamp>, String, String);
+
+#[derive(Default)]
+struct Index {
+    by_key: BTreeMap<Key, Arc<FederationEnablement>>,
+    /// Every enablement naming a fleet, oldest first: the first one owns it.
+    by_fleet: HashMap<String, BTreeMap<AgeKey, Key>>,
+}
+
+impl Index {
+    fn insert(&mut self, fe: FederationEnablement) {
+        let key = key_of(&fe);
+        self.remove(&key);
+        self.by_fleet
+            .entry(fe.spec.cluster_group_id.clone())
+            .or_default()
+            .insert(age_key(&fe), key.clone());
+        self.by_key.insert(key, Arc::new(fe));
+    }
+
+    fn remove(&mut self, key: &Key) {
+        let Some(old) = self.by_key.remove(key) else {
+            return;
+        };
+        let fleet = &old.spec.cluster_group_id;
+        if let Some(members) = self.by_fleet.get_mut(fleet) {
+            members.remove(&age_key(&old));
+            if members.is_empty() {
+                self.by_fleet.remove(fleet);
+            }
+        }
+    }
+}
+
+fn key_of(fe: &FederationEnablement) -> Key {
+    (fe.namespace().unwrap_or_default(), fe.name_any())
+}
+
+fn age_key(fe: &FederationEnablement) -> AgeKey {
+    (
+        fe.creation_timestamp().map(|t| t.0),
+        fe.namespace().unwrap_or_default(),
+        fe.name_any(),
+    )
+}
+
+/// A cheap handle to the cache; clones share it.
+#[derive(Clone)]
+pub struct FederationCache {
+    index: Arc<RwLock<Index>>,
+    /// Rebuilt during a relist, swapped in when it is complete.
+    pending: Arc<RwLock<Option<Index>>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for FederationCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FederationCache {
+    pub fn new() -> Self {
+        FederationCache {
+            index: Arc::default(),
+            pending: Arc::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+
+    /// Filled by hand (tests, benchmarks): ready at once.
+    pub fn from_objects(objects: impl IntoIterator<Item = FederationEnablement>) -> Self {
+        let cache = Self::new();
+        {
+            let mut index = cache.write();
+            for fe in objects {
+                index.insert(fe);
+            }
+        }
+        cache.ready.send_replace(true);
+        cache
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The first list has been applied.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// The enablement that owns `fleet` (the oldest naming it).
+    pub fn by_fleet(&self, fleet: &str) -> Option<Arc<FederationEnablement>> {
+        let index = self.read();
+        let (_, key) = index.by_fleet.get(fleet)?.first_key_value()?;
+        index.by_key.get(key).cloned()
+    }
+
+    /// Every enablement, by namespace then name.
+    pub fn all(&self) -> Vec<Arc<FederationEnablement>> {
+        self.read().by_key.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies one watch event.
+    pub fn apply(&self, event: watcher::Event<FederationEnablement>) {
+        match event {
+            watcher::Event::Apply(fe) => self.write().insert(fe),
+            watcher::Event::Delete(fe) => self.write().remove(&key_of(&fe)),
+            watcher::Event::Init => {
+                *self.pending.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
+            }
+            watcher::Event::InitApply(fe) => {
+                if let Some(pending) = self
+                    .pending
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_mut()
+                {
+                    pending.insert(fe);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(fresh) = self
+                    .pending
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                {
+                    *self.write() = fresh;
+                }
+                self.ready.send_replace(true);
+            }
+        }
+    }
+
+    /// Keeps the cache in step with a watch stream until it ends.
+    pub async fn follow(
+        &self,
+        events: impl Stream<Item = Result<watcher::Event<FederationEnablement>, watcher::Error>>,
+    ) {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => self.apply(event),
+                Err(error) => tracing::warn!(%error, "FederationEnablement watch failed; retrying"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn fe(ns: &str, name: &str, fleet: &str, created: &str) -> FederationEnablement {
+        let mut fe: FederationEnablement = serde_json::from_value(serde_json::json!({
+            "apiVersion": "federation.fleet.dev/v1alpha1",
+            "kind": "FederationEnablement",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterGroupID": fleet, "chart": {"repository": "oci://r/c", "name": "c", "version": "1"}},
+        }))
+        .expect("fe");
+        fe.metadata.creation_timestamp = Some(Time(created.parse().expect("time")));
+        fe
+    }
+
+    #[test]
+    fn the_oldest_enablement_answers_for_its_fleet_until_it_is_deleted() {
+        let cache = FederationCache::new();
+        cache.apply(watcher::Event::Apply(fe(
+            "b",
+            "new",
+            "f",
+            "2026-01-02T00:00:00Z",
+        )));
+        cache.apply(watcher::Event::Apply(fe(
+            "a",
+            "old",
+            "f",
+            "2026-01-01T00:00:00Z",
+        )));
+        assert_eq!(
+            cache.by_fleet("f").map(|f| f.name_any()).as_deref(),
+            Some("old")
+        );
+        cache.apply(watcher::Event::Delete(fe(
+            "a",
+            "old",
+            "f",
+            "2026-01-01T00:00:00Z",
+        )));
+        assert_eq!(
+            cache.by_fleet("f").map(|f| f.name_any()).as_deref(),
+            Some("new")
+        );
+        assert!(cache.by_fleet("other").is_none());
+    }
+
+    #[test]
+    fn an_update_moves_an_enablement_out_of_its_old_fleet() {
+        let cache = FederationCache::new();
+        cache.apply(watcher::Event::Apply(fe(
+            "a",
+            "x",
+            "f1",
+            "2026-01-01T00:00:00Z",
+        )));
+        cache.apply(watcher::Event::Apply(fe(
+            "a",
+            "x",
+            "f2",
+            "2026-01-01T00:00:00Z",
+        )));
+        assert!(cache.by_fleet("f1").is_none());
+        assert!(cache.by_fleet("f2").is_some());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_relist_replaces_the_cache_when_complete_and_marks_it_ready() {
+        let cache = FederationCache::new();
+        cache.apply(watcher::Event::Apply(fe(
+            "a",
+            "gone",
+            "f1",
+            "2026-01-01T00:00:00Z",
+        )));
+        assert!(!cache.is_ready());
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(fe(
+            "a",
+            "kept",
+            "f2",
+            "2026-01-01T00:00:00Z",
+        )));
+        assert!(
+            cache.by_fleet("f1").is_some(),
+            "old state served until the relist is complete"
+        );
+        cache.apply(watcher::Event::InitDone);
+        assert!(cache.is_ready());
+        assert!(cache.by_fleet("f1").is_none());
+        assert_eq!(
+            cache.all().iter().map(|f| f.name_any()).collect::<Vec<_>>(),
+            vec!["kept"]
+        );
+    }
+
+    #[test]
+    fn all_is_ordered_by_namespace_then_name() {
+        let cache = FederationCache::from_objects([
+            fe("b", "a", "f1", "2026-01-01T00:00:00Z"),
+            fe("a", "z", "f2", "2026-01-01T00:00:00Z"),
+            fe("a", "b", "f3", "2026-01-01T00:00:00Z"),
+        ]);
+        let keys: Vec<_> = cache
+            .all()
+            .iter()
+            .map(|f| (f.namespace().unwrap_or_default(), f.name_any()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("a".into(), "b".into()),
+                ("a".into(), "z".into()),
+                ("b".into(), "a".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! The HTTP API: federation progress and status list, health, metrics, OpenAPI.
+//!
+//! Every request is answered from [`FederationCache`]; none reads the API server for its data
+//! (authentication and authorization reviews aside).
+
+pub mod auth;
+pub mod cache;
+mod openapi;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kube::ResourceExt;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::controller::Clock;
+use crate::metrics::Metrics;
+pub use auth::{AuthError, Authorizer, Identity};
+pub use cache::FederationCache;
+
+/// What the handlers share.
+pub struct AppState {
+    pub cache: FederationCache,
+    pub auth: Authorizer,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Error codes of the federation routes.
+pub mod codes {
+    pub const INVALID_FLEET_ID: &str = "FED.4000001";
+    pub const INVALID_QUERY: &str = "FED.4000002";
+    pub const UNAUTHORIZED: &str = "FED.4010001";
+    pub const NOT_FOUND: &str = "FED.4040001";
+    pub const NO_SUCH_ROUTE: &str = "FED.4040002";
+    pub const INTERNAL: &str = "FED.5000001";
+}
+
+/// `{"error_code": "...", "error_msg": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    error_msg: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(fleet: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            codes::NOT_FOUND,
+            format!("no federation for cluster group {fleet:?}"),
+        )
+    }
+
+    fn invalid_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID_QUERY, message)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingToken | AuthError::InvalidToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                codes::UNAUTHORIZED,
+                error.to_string(),
+            ),
+            AuthError::Api(source) => {
+                warn!(error = %source, "access review failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    codes::INTERNAL,
+                    "could not review the caller's access; try again",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(
+            self.status,
+            &ErrorBody {
+                error_code: self.code,
+                error_msg: &self.message,
+            },
+        )
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            warn!(%error, "could not serialize a response");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                r#"{"error_code":"FED.5000001","error_msg":"internal error"}"#,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The routes; `/metrics` counts every request by route template and status.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/clustergroups/{clustergroupid}/federations/progress",
+            get(progress),
+        )
+        .route("/api/v1/sso/federations", get(list))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { json_response(StatusCode::OK, &openapi::document()) }),
+        )
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NO_SUCH_ROUTE, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::NO_SUCH_ROUTE,
+        "this route answers GET only",
+    )
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    if state.cache.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the FederationEnablement cache has not synced yet",
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let all = state.cache.all();
+    let text = state.metrics.encode(all.iter().map(AsRef::as_ref));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The caller's token: `X-Auth-Token`, else `Authorization: Bearer`.
+fn token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Some(token.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// 1-64 characters of `[a-z0-9-]`, like `spec.clusterGroupID`.
+pub fn valid_fleet_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+async fn progress(
+    State(state): State<Arc<AppState>>,
+    Path(fleet): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !valid_fleet_id(&fleet) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_FLEET_ID,
+            "clustergroupid must be 1-64 characters of lower-case letters, digits and '-'",
+        ));
+    }
+    let who = state.auth.authenticate(token(&headers)).await?;
+    let fe = state
+        .cache
+        .by_fleet(&fleet)
+        .ok_or_else(|| ApiError::not_found(&fleet))?;
+    let namespace = fe.namespace().unwrap_or_default();
+    // A caller who may not see it learns nothing, not even that it exists.
+    if !state
+        .auth
+        .may(who.as_ref(), "get", Some(&namespace), Some(&fe.name_any()))
+        .await?
+    {
+        return Err(ApiError::not_found(&fleet));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::progress(&fe, state.clock.now()),
+    ))
+}
+
+/// `limit` and `offset` of the list route.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: usize,
+    pub offset: usize,
+}
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 500;
+
+/// Parses the list route's query: absent or 0 `limit` means 20, above 500 is 500; a negative
+/// or non-numeric value, or one given twice, is an error. `tenantUuid` is accepted and ignored.
+pub fn parse_page(query: Option<&str>) -> Result<Page, ApiError> {
+    let mut limit: Option<usize> = None;
+    let mut offset: Option<usize> = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match key.as_ref() {
+            "limit" => &mut limit,
+            "offset" => &mut offset,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::invalid_query(format!(
+                "{key} is given more than once"
+            )));
+        }
+        let parsed: i64 = value.trim().parse().map_err(|_| {
+            ApiError::invalid_query(format!("{key} must be a whole number, not {value:?}"))
+        })?;
+        if parsed < 0 {
+            return Err(ApiError::invalid_query(format!(
+                "{key} must not be negative"
+            )));
+        }
+        *slot = Some(usize::try_from(parsed).unwrap_or(usize::MAX));
+    }
+    let limit = match limit.unwrap_or(0) {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    Ok(Page {
+        limit,
+        offset: offset.unwrap_or(0),
+    })
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let page = parse_page(query.as_deref())?;
+    let who = state.auth.authenticate(token(&headers)).await?;
+    let mut visible = state.cache.all();
+    if !state.auth.may(who.as_ref(), "list", None, None).await? {
+        let mut allowed_namespaces = std::collections::BTreeMap::new();
+        let mut kept = Vec::with_capacity(visible.len());
+        for fe in visible {
+            let namespace = fe.namespace().unwrap_or_default();
+            let allowed = match allowed_namespaces.get(&namespace) {
+                Some(allowed) => *allowed,
+                None => {
+                    let allowed = state
+                        .auth
+                        .may(who.as_ref(), "list", Some(&namespace), None)
+                        .await?;
+                    allowed_namespaces.insert(namespace, allowed);
+                    allowed
+                }
+            };
+            if allowed {
+                kept.push(fe);
+            }
+        }
+        visible = kept;
+    }
+    let items = visible
+        .iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .map(|fe| wire::federation_item(fe))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::FederationList {
+            items,
+            total: visible.len(),
+            limit: page.limit,
+            offset: page.offset,
+        },
+    ))
+}
+
+/// Where and how to serve.
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    /// HTTPS with this certificate and key, reloaded when the files change.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    config: ServeConfig,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let service = app.into_make_service();
+    match config.tls {
+        None => {
+            info!(addr = %config.addr, "serving HTTP");
+            axum_server::bind(config.addr)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?;
+            tokio::spawn(reload_on_change(tls.clone(), cert, key));
+            info!(addr = %config.addr, "serving HTTPS");
+            axum_server::bind_rustls(config.addr, tls)
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
+}
+
+/// Polls the files' modification times and reloads the certificate when either changes.
+async fn reload_on_change(tls: axum_server::tls_rustls::RustlsConfig, cert: PathBuf, key: PathBuf) {
+    let modified = |path: &PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let mut seen: (Option<SystemTime>, Option<SystemTime>) = (modified(&cert), modified(&key));
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let now = (modified(&cert), modified(&key));
+        if now == seen {
+            continue;
+        }
+        match tls.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => {
+                info!("reloaded the HTTPS certificate");
+                seen = now;
+            }
+            // Half-written files: try again at the next tick.
+            Err(error) => warn!(%error, "could not reload the HTTPS certificate"),
+        }
+    }
+}
