@@ -271,6 +271,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ServeConfig {
             addr: args.http_addr,
             tls,
+            reload_every: http::TLS_RELOAD_INTERVAL,
         },
         http::router(state),
         until_stopped(),

@@ -364,7 +364,12 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// HTTPS with this certificate and key, reloaded when the files change.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How often the certificate files are checked for changes.
+    pub reload_every: Duration,
 }
+
+/// The default of [`ServeConfig::reload_every`].
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves.
 pub async fn serve(
@@ -389,7 +394,12 @@ pub async fn serve(
         }
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?;
-            tokio::spawn(reload_on_change(tls.clone(), cert, key));
+            tokio::spawn(reload_on_change(
+                tls.clone(),
+                cert,
+                key,
+                config.reload_every,
+            ));
             info!(addr = %config.addr, "serving HTTPS");
             axum_server::bind_rustls(config.addr, tls)
                 .handle(handle)
@@ -400,10 +410,15 @@ pub async fn serve(
 }
 
 /// Polls the files' modification times and reloads the certificate when either changes.
-async fn reload_on_change(tls: axum_server::tls_rustls::RustlsConfig, cert: PathBuf, key: PathBuf) {
+async fn reload_on_change(
+    tls: axum_server::tls_rustls::RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+) {
     let modified = |path: &PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let mut seen: (Option<SystemTime>, Option<SystemTime>) = (modified(&cert), modified(&key));
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let now = (modified(&cert), modified(&key));
