@@ -126,6 +126,40 @@ impl FederationCache {
         self.read().by_key.values().cloned().collect()
     }
 
+    /// One page of the enablements `visible` admits, in list order, and how many it admits.
+    pub fn page(
+        &self,
+        offset: usize,
+        limit: usize,
+        mut visible: impl FnMut(&FederationEnablement) -> bool,
+    ) -> (usize, Vec<Arc<FederationEnablement>>) {
+        let index = self.read();
+        let mut total = 0;
+        let mut page = Vec::with_capacity(limit.min(index.by_key.len()));
+        for fe in index.by_key.values() {
+            if !visible(fe) {
+                continue;
+            }
+            if total >= offset && page.len() < limit {
+                page.push(fe.clone());
+            }
+            total += 1;
+        }
+        (total, page)
+    }
+
+    /// The namespaces that hold enablements.
+    pub fn namespaces(&self) -> Vec<String> {
+        let index = self.read();
+        let mut namespaces: Vec<String> = Vec::new();
+        for (namespace, _) in index.by_key.keys() {
+            if namespaces.last() != Some(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
+        namespaces
+    }
+
     pub fn len(&self) -> usize {
         self.read().by_key.len()
     }

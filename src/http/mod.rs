@@ -319,40 +319,39 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let page = parse_page(query.as_deref())?;
     let who = state.auth.authenticate(token(&headers)).await?;
-    let mut visible = state.cache.all();
-    if !state.auth.may(who.as_ref(), "list", None, None).await? {
-        let mut allowed_namespaces = std::collections::BTreeMap::new();
-        let mut kept = Vec::with_capacity(visible.len());
-        for fe in visible {
-            let namespace = fe.namespace().unwrap_or_default();
-            let allowed = match allowed_namespaces.get(&namespace) {
-                Some(allowed) => *allowed,
-                None => {
-                    let allowed = state
-                        .auth
-                        .may(who.as_ref(), "list", Some(&namespace), None)
-                        .await?;
-                    allowed_namespaces.insert(namespace, allowed);
-                    allowed
+    // Everything when the caller may list cluster-wide, else the namespaces they may list in.
+    let allowed: Option<std::collections::BTreeSet<String>> =
+        if state.auth.may(who.as_ref(), "list", None, None).await? {
+            None
+        } else {
+            let mut allowed = std::collections::BTreeSet::new();
+            for namespace in state.cache.namespaces() {
+                if state
+                    .auth
+                    .may(who.as_ref(), "list", Some(&namespace), None)
+                    .await?
+                {
+                    allowed.insert(namespace);
                 }
-            };
-            if allowed {
-                kept.push(fe);
             }
-        }
-        visible = kept;
-    }
-    let items = visible
-        .iter()
-        .skip(page.offset)
-        .take(page.limit)
-        .map(|fe| wire::federation_item(fe))
-        .collect();
+            Some(allowed)
+        };
+    let (total, page_items) = state.cache.page(page.offset, page.limit, |fe| {
+        allowed.as_ref().is_none_or(|a| {
+            fe.metadata
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| a.contains(ns))
+        })
+    });
     Ok(json_response(
         StatusCode::OK,
         &wire::FederationList {
-            items,
-            total: visible.len(),
+            items: page_items
+                .iter()
+                .map(|fe| wire::federation_item(fe))
+                .collect(),
+            total,
             limit: page.limit,
             offset: page.offset,
         },
