@@ -19,6 +19,9 @@ use tokio::net::TcpStream;
 
 const ENABLEMENTS: usize = 10_000;
 
+/// The path of the i-th request of a route.
+type PathOf = fn(usize) -> String;
+
 fn enablement(i: usize) -> FederationEnablement {
     let sub_job = |t: &str, phase: &str| {
         json!({"type": t, "uid": format!("{i}-{t}"), "phase": phase, "attempts": 1,
@@ -176,7 +179,7 @@ fn main() {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
         println!("{:<44} {:>10} {:>12} {:>10} {:>10}", "route", "requests", "req/s", "p50", "p99");
-        let routes: [(&str, fn(usize) -> String); 3] = [
+        let routes: [(&str, PathOf); 3] = [
             ("fixed pre-serialized body (ceiling)", |_| "/fixed".to_string()),
             ("progress (random fleet)", |i| {
                 format!("/v1/clustergroups/fleet-{:05}/federations/progress", (i * 7) % ENABLEMENTS)
