@@ -78,6 +78,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
     pub metrics: Arc<Metrics>,
+    /// An event failed to record already: later failures are logged at debug level only.
+    events_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Context {
@@ -101,6 +103,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
             metrics: Arc::new(Metrics::new()),
+            events_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -169,6 +172,10 @@ pub async fn run(
         .for_each(|result| {
             match result {
                 Ok((object, action)) => debug!(%object, ?action, "reconciled"),
+                // Deleted while a reconcile was queued: nothing left to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                    debug!(%object, "gone before its reconcile")
+                }
                 Err(error) => warn!(%error, "reconcile failed"),
             }
             future::ready(())
@@ -486,7 +493,14 @@ async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transi
     for transition in transitions {
         let event = to_event(transition);
         if let Err(error) = recorder.publish(&event, &reference).await {
-            warn!(reason = %event.reason, %error, "could not record an event");
+            if ctx
+                .events_failing
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                debug!(reason = %event.reason, %error, "could not record an event");
+            } else {
+                warn!(reason = %event.reason, %error, "could not record an event; later failures are logged at debug level");
+            }
         }
     }
 }
