@@ -1,5 +1,25 @@
 #!/usr/bin/env bash
-# Runs every test of the project: unit, property, request-level and CRD tests.
+# Runs every test of the project: unit, property, request-level, HTTP, CRD and end-to-end.
+#
+# The end-to-end suite (tests/e2e.rs) needs a real API server: this script builds (or reuses)
+# the project's own test environment (tests/testenv/), starts it, and points the suite at it.
+# Set FEDERATION_E2E_KUBECONFIG yourself to run the suite against another cluster instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+testenv=tests/testenv/testenv.sh
+if [[ -z ${FEDERATION_E2E_KUBECONFIG:-} ]]; then
+  if kubeconfig="$(bash "$testenv" up --watch-pid $$ | tail -n 1)" && [[ -s $kubeconfig ]]; then
+    trap 'bash "$testenv" down "$kubeconfig" || true' EXIT
+    export FEDERATION_E2E_KUBECONFIG="$kubeconfig"
+    FEDERATION_E2E_KUBECTL="$(bash "$testenv" kubectl-path)"
+    export FEDERATION_E2E_KUBECTL
+  elif [[ ${CI:-} == true ]]; then
+    echo "the end-to-end test environment could not be built or started" >&2
+    exit 1
+  else
+    echo "!!!!! the end-to-end test environment could not be built or started: e2e tests will be SKIPPED !!!!!" >&2
+  fi
+fi
+
 cargo test --locked --all-targets
