@@ -479,9 +479,34 @@ async fn write_status(
         )
         .await
         .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
+        ctx.metrics.status_writes.inc();
     }
+    record_durations(ctx, status, transitions);
     publish(fe, ctx, transitions).await;
     Ok(())
+}
+
+/// Observes how long each subjob that ended in this reconcile took.
+fn record_durations(
+    ctx: &Context,
+    status: &FederationEnablementStatus,
+    transitions: &[Transition],
+) {
+    for transition in transitions {
+        let (sub_job, succeeded) = match transition {
+            Transition::SubJobSucceeded(t) => (*t, true),
+            Transition::SubJobFailed { sub_job, .. } => (*sub_job, false),
+            _ => continue,
+        };
+        let times = status
+            .sub_job(sub_job)
+            .and_then(|s| Some((s.start_time.as_ref()?.0, s.completion_time.as_ref()?.0)));
+        if let Some((start, end)) = times {
+            let took = job::elapsed_between(start, end);
+            ctx.metrics
+                .sub_job_finished(sub_job.as_str(), succeeded, took);
+        }
+    }
 }
 
 /// Records an event per transition; a failure to record is logged, never fatal.

@@ -247,10 +247,18 @@ async fn reconcile_that_changes_nothing_writes_nothing() {
     run_to_success(&h).await;
     h.reconcile(FE_PATH).await;
     h.server.take_calls();
+    let status_writes = h.ctx.metrics.status_writes.get();
+    assert!(status_writes >= 3, "the controller counts its status writes");
     h.clock.advance(60);
     let action = h.reconcile(FE_PATH).await;
     let calls = h.server.take_calls();
     assert_eq!(writes(&calls), Vec::<String>::new(), "{:#?}", lines(&calls));
+    assert_eq!(h.ctx.metrics.status_writes.get(), status_writes);
+    let metrics = h.ctx.metrics.encode([]);
+    assert!(
+        metrics.contains("federation_subjob_duration_seconds_count{type=\"CreateCert\",outcome=\"success\"} 1"),
+        "{metrics}"
+    );
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
 }
 
