@@ -1,0 +1,321 @@
+//! Scale: 1,000 FederationEnablements driven to Success by the real controller binary with
+//! simulated executors, on the project's test API server (or `FEDERATION_E2E_KUBECONFIG`).
+//!
+//! Reports the time until all succeed, status writes per enablement (the controller's own
+//! counter), the controller's peak RSS, and the progress route's latency while it runs; beside
+//! them, the same server's raw rate of status patches from a tight client loop, the physical
+//! limit for this work.
+//!
+//! `cargo bench --bench scale` (options: `-- --enablements 1000 --concurrency 16 --delay-ms 50`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use federation_controller::api::FederationEnablement;
+use futures::{StreamExt, stream};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use serde_json::json;
+
+fn argument(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The API server: the caller's, or a fresh test environment stopped at the end.
+struct Server {
+    kubeconfig: PathBuf,
+    started: bool,
+}
+
+impl Server {
+    fn get() -> Server {
+        if let Some(kubeconfig) = std::env::var_os("FEDERATION_E2E_KUBECONFIG") {
+            return Server {
+                kubeconfig: kubeconfig.into(),
+                started: false,
+            };
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testenv/testenv.sh");
+        let out = Command::new("bash")
+            .args([script, "up", "--watch-pid", &std::process::id().to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("testenv.sh runs");
+        assert!(out.status.success(), "the test API server did not start");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Server {
+            kubeconfig: stdout
+                .lines()
+                .last()
+                .expect("kubeconfig path")
+                .trim()
+                .into(),
+            started: true,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.started {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testenv/testenv.sh");
+            let _ = Command::new("bash")
+                .args([script, "down"])
+                .arg(&self.kubeconfig)
+                .status();
+        }
+    }
+}
+
+fn enablement(namespace: &str, i: u64) -> FederationEnablement {
+    serde_json::from_value(json!({
+        "apiVersion": "federation.fleet.dev/v1alpha1",
+        "kind": "FederationEnablement",
+        "metadata": {"name": format!("scale-{i:04}"), "namespace": namespace},
+        "spec": {"clusterGroupID": format!("scale-{i:04}"),
+            "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.0.0"}},
+    }))
+    .expect("enablement")
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() {
+    let count = argument("--enablements", 1000);
+    let concurrency = argument("--concurrency", 16);
+    let delay_ms = argument("--delay-ms", 50);
+    let server = Server::get();
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    let client = Client::try_from(config).expect("client");
+    let crds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/federationenablements.yaml"
+    );
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(crds).expect("crd")).expect("crd yaml");
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crd_api
+        .patch(
+            "federationenablements.federation.fleet.dev",
+            &PatchParams::apply("scale-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applied");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let namespace = format!("scale-{}", std::process::id());
+    let api: Api<FederationEnablement> = Api::namespaced(client.clone(), &namespace);
+
+    // The physical limit: status patches from a tight loop, 16 objects patched at once for 5 s.
+    const PROBES: u64 = 16;
+    for p in 0..PROBES {
+        api.create(&PostParams::default(), &enablement(&namespace, 9000 + p))
+            .await
+            .expect("probe object");
+    }
+    let patches = {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let started = Instant::now();
+        let loops = (0..PROBES).map(|p| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                let name = format!("scale-{:04}", 9000 + p);
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let patch = json!({"apiVersion": "federation.fleet.dev/v1alpha1", "kind": "FederationEnablement",
+                        "status": {"message": format!("patch {done}")}});
+                    if api
+                        .patch_status(&name, &PatchParams::apply("scale-bench").force(), &Patch::Apply(&patch))
+                        .await
+                        .is_ok()
+                    {
+                        done += 1;
+                    }
+                }
+                done
+            })
+        });
+        let mut total = 0;
+        for done in futures::future::join_all(loops).await {
+            total += done.expect("patch loop");
+        }
+        total as f64 / started.elapsed().as_secs_f64()
+    };
+    for p in 0..PROBES {
+        api.delete(&format!("scale-{:04}", 9000 + p), &Default::default())
+            .await
+            .expect("probe deleted");
+    }
+
+    let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_federation-controller"))
+        .args([
+            "run",
+            "--executors=simulated",
+            "--auth=none",
+            "--log-level=warn",
+        ])
+        .args(["--simulated-delay-ms", &delay_ms.to_string()])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--namespace", &namespace, "--http-addr", &addr.to_string()])
+        .env("KUBECONFIG", &server.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("controller starts");
+    while http_get(addr, "/readyz").map_or(true, |r| !r.starts_with("HTTP/1.1 200")) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The progress route, polled while the controller works.
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let polling = polling.clone();
+        std::thread::spawn(move || {
+            let mut latencies = Vec::new();
+            let mut i = 0u64;
+            while polling.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let path = format!(
+                    "/v1/clustergroups/scale-{:04}/federations/progress",
+                    i % count
+                );
+                if http_get(addr, &path).is_ok() {
+                    latencies.push(started.elapsed());
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            latencies
+        })
+    };
+
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let api = api.clone();
+            let namespace = namespace.clone();
+            async move {
+                api.create(&PostParams::default(), &enablement(&namespace, i))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .for_each(|result| {
+            result.expect("created");
+            futures::future::ready(())
+        })
+        .await;
+    let created = started.elapsed();
+    // Counted from the controller's own cache (its /metrics), not by listing 1,000 objects
+    // from the server many times a second, which would load the server under test.
+    let success_line = "federation_enablements{phase=\"Success\"} ";
+    loop {
+        let metrics = http_get(addr, "/metrics").unwrap_or_default();
+        let done: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(success_line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if done >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all_done = started.elapsed();
+    polling.store(false, Ordering::Relaxed);
+    let mut latencies = poller.join().expect("poller");
+    latencies.sort();
+
+    let metrics = http_get(addr, "/metrics").expect("metrics");
+    let writes: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("federation_status_writes_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no status write counter in /metrics:\n{metrics}"));
+    let rss = peak_rss_kib(controller.id());
+    let _ = controller.kill();
+    let _ = controller.wait();
+
+    println!(
+        "scale: {count} FederationEnablements, simulated executors ({delay_ms} ms per subjob), --concurrency {concurrency}"
+    );
+    println!("  created in                      {:>10.2?}", created);
+    println!(
+        "  all Success after               {:>10.2?}  ({:.0} enablements/s)",
+        all_done,
+        count as f64 / all_done.as_secs_f64()
+    );
+    println!(
+        "  status writes per enablement    {:>10.2}",
+        writes / count as f64
+    );
+    println!(
+        "  controller peak RSS             {:>10.1} MiB",
+        rss as f64 / 1024.0
+    );
+    println!(
+        "  progress route while running    p50 {:.2?}  p99 {:.2?}  ({} requests)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+    println!(
+        "  raw status patches (16 objects) {:>10.0} /s   (the server's limit for this work)",
+        patches
+    );
+    println!(
+        "  status writes needed            {:>10.0} /s   (writes per enablement x enablements / time)",
+        writes / all_done.as_secs_f64()
+    );
+}
