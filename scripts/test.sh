@@ -22,4 +22,4 @@ if [[ -z ${FEDERATION_E2E_KUBECONFIG:-} ]]; then
   fi
 fi
 
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
