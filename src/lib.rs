@@ -5,6 +5,7 @@ pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod job;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod subjobs;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use federation_controller::api::{FederationEnablement, SubJobType};
 use federation_controller::controller::{self, SystemClock};
 use federation_controller::http::{self, AppState, Authorizer, FederationCache, ServeConfig};
+use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
 use federation_controller::subjobs::Executors;
@@ -201,11 +202,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("no cluster found: set KUBECONFIG or run in a pod")?;
 
-    if args.leader_elect {
-        warn!(
-            "--leader-elect is accepted but not implemented yet; this replica reconciles as if it led"
-        );
-    }
     let tls = match (args.tls_cert_file.clone(), args.tls_key_file.clone()) {
         (Some(cert), Some(key)) => Some((cert.into(), key.into())),
         (None, None) => None,
@@ -276,14 +272,56 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         http::router(state),
         until_stopped(),
     );
-    let controller = controller::run(
-        client,
-        executors,
-        policy,
-        args.concurrency.max(1),
-        metrics,
-        until_stopped(),
-    );
+    let concurrency = args.concurrency.max(1);
+    let lease = args.leader_elect.then(|| LeaseConfig {
+        name: args.leader_elect_lease_name.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("federation-controller-{}", uuid::Uuid::new_v4())),
+        duration: Duration::from_secs(args.leader_elect_lease_duration.max(2)),
+    });
+    let controller = async move {
+        let Some(lease) = lease else {
+            controller::run(
+                client,
+                executors,
+                policy,
+                concurrency,
+                metrics,
+                until_stopped(),
+            )
+            .await;
+            return Ok(());
+        };
+        info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "joining the leader election");
+        let (leading, election) = leader::join(client.clone(), &lease)
+            .await
+            .context("joining the leader election")?;
+        leader::lead(leading, until_stopped(), |term_over| {
+            controller::run(
+                client.clone(),
+                executors.clone(),
+                policy.clone(),
+                concurrency,
+                metrics.clone(),
+                term_over,
+            )
+        })
+        .await;
+        // The receiver is gone: the election task releases the lease for a standby.
+        match tokio::time::timeout(Duration::from_secs(5), election).await {
+            Ok(Ok(Ok(()))) => info!("released the leader lease"),
+            Ok(Ok(Err(error))) => {
+                warn!(%error, "could not release the leader lease; it expires by itself")
+            }
+            Ok(Err(error)) => warn!(%error, "leader election task failed"),
+            Err(_) => warn!("releasing the leader lease timed out; it expires by itself"),
+        }
+        anyhow::Ok(())
+    };
 
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -292,7 +330,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(server);
     tokio::select! {
         _ = follow => anyhow::bail!("the FederationEnablement watch ended"),
-        _ = controller => {}
+        result = controller => result?,
     }
     // The controller has drained; the server finishes its in-flight requests.
     server

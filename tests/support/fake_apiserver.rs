@@ -327,7 +327,10 @@ impl State {
                 return status(422, &format!("JSON patch failed: {error}"));
             }
             updated
-        } else if content_type.starts_with("application/merge-patch") {
+        } else if content_type.starts_with("application/merge-patch")
+            // Strategic merge equals a merge patch for the objects patched this way (Leases).
+            || content_type.starts_with("application/strategic-merge-patch")
+        {
             let Some(existing) = &existing else {
                 return not_found(path);
             };

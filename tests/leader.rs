@@ -1,0 +1,100 @@
+//! Leader election through a Lease on the in-memory API server: acquire, renew, lose and
+//! take over, with two replicas.
+
+mod support;
+
+use std::time::Duration;
+
+use federation_controller::leader::{self, LeaseConfig};
+use serde_json::json;
+use support::FakeApiServer;
+use tokio::sync::watch;
+
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/federation-system/leases/federation-controller";
+
+fn config(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        name: "federation-controller".into(),
+        namespace: "federation-system".into(),
+        identity: identity.into(),
+        duration: Duration::from_secs(3),
+    }
+}
+
+async fn becomes(leading: &mut watch::Receiver<bool>, value: bool, within: Duration) -> bool {
+    tokio::time::timeout(within, leading.wait_for(|l| *l == value))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+fn holder(server: &FakeApiServer) -> Option<String> {
+    server
+        .get(LEASE)
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn one_replica_leads_renews_and_a_standby_takes_over_after_release() {
+    let server = FakeApiServer::new();
+    let (mut a, a_task) = leader::join(server.client(), &config("replica-a"))
+        .await
+        .expect("a joins");
+    assert!(
+        becomes(&mut a, true, Duration::from_secs(5)).await,
+        "the first replica acquires the lease"
+    );
+    assert_eq!(holder(&server).as_deref(), Some("replica-a"));
+
+    let (mut b, b_task) = leader::join(server.client(), &config("replica-b"))
+        .await
+        .expect("b joins");
+    assert!(
+        !becomes(&mut b, true, Duration::from_secs(1)).await,
+        "exactly one leads"
+    );
+
+    let renewed_before = server.get(LEASE).expect("lease")["spec"]["renewTime"].clone();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let renewed_after = server.get(LEASE).expect("lease")["spec"]["renewTime"].clone();
+    assert_ne!(
+        renewed_before, renewed_after,
+        "the leader renews before the lease expires"
+    );
+    assert!(!*b.borrow(), "a renewed lease is not taken over");
+    assert_eq!(holder(&server).as_deref(), Some("replica-a"));
+
+    // SIGTERM on the leader: its receiver goes, the lease is released.
+    drop(a);
+    a_task.await.expect("a's election task").expect("released");
+    assert_ne!(holder(&server).as_deref(), Some("replica-a"));
+    assert!(
+        becomes(&mut b, true, Duration::from_secs(5)).await,
+        "the standby takes over within the lease duration"
+    );
+    assert_eq!(holder(&server).as_deref(), Some("replica-b"));
+    drop(b);
+    b_task.await.expect("b's election task").expect("released");
+}
+
+#[tokio::test]
+async fn a_leader_whose_lease_is_taken_stops_leading() {
+    let server = FakeApiServer::new();
+    let (mut a, _task) = leader::join(server.client(), &config("replica-a"))
+        .await
+        .expect("a joins");
+    assert!(becomes(&mut a, true, Duration::from_secs(5)).await);
+    // Another holder took the lease (as after a long pause of this replica).
+    server.modify(LEASE, |lease| {
+        lease["spec"]["holderIdentity"] = json!("replica-z");
+        lease["spec"]["renewTime"] = json!(
+            jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string()
+        );
+    });
+    assert!(
+        becomes(&mut a, false, Duration::from_secs(5)).await,
+        "losing the lease is noticed"
+    );
+}
