@@ -336,14 +336,17 @@ async fn list(
             }
             Some(allowed)
         };
-    let (total, page_items) = state.cache.page(page.offset, page.limit, |fe| {
-        allowed.as_ref().is_none_or(|a| {
+    let in_allowed_namespace = |fe: &crate::api::FederationEnablement| {
+        allowed.as_ref().is_some_and(|a| {
             fe.metadata
                 .namespace
                 .as_ref()
                 .is_some_and(|ns| a.contains(ns))
         })
-    });
+    };
+    let filter: Option<&dyn Fn(&crate::api::FederationEnablement) -> bool> =
+        allowed.as_ref().map(|_| &in_allowed_namespace as _);
+    let (total, page_items) = state.cache.page(page.offset, page.limit, filter);
     Ok(json_response(
         StatusCode::OK,
         &wire::FederationList {
