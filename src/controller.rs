@@ -227,7 +227,24 @@ fn waiting_on_nodes(
         .collect()
 }
 
+impl Error {
+    /// The object changed since it was read: not a failure, the newer version is reconciled next.
+    pub fn is_stale_read(&self) -> bool {
+        match self {
+            Error::StatusPatch(_, kube::Error::Api(status)) => status.code == 409,
+            Error::Finalizer(_, kube::Error::Api(status)) => {
+                status.code == 409 || status.code == 422
+            }
+            _ => false,
+        }
+    }
+}
+
 pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if error.is_stale_read() {
+        debug!(enablement = %fe.name_any(), %error, "read a stale version; reconciling the newer one");
+        return Action::requeue(Duration::from_millis(500));
+    }
     warn!(enablement = %fe.name_any(), namespace = fe.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(10))
 }
@@ -246,10 +263,12 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
     if fe.meta().deletion_timestamp.is_some() {
         return teardown(fe, &api, ctx).await;
     }
-    if !fe.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(fe, &api).await?;
+    if fe.finalizers().iter().any(|f| f == FINALIZER) {
+        return run_job(fe, &api, ctx).await;
     }
-    run_job(fe, &api, ctx).await
+    // Go on with the object as patched: its resourceVersion guards the status write.
+    let fe = add_finalizer(fe, &api).await?;
+    run_job(&fe, &api, ctx).await
 }
 
 async fn run_job(
@@ -467,9 +486,12 @@ async fn write_status(
     transitions: &[Transition],
 ) -> Result<(), Error> {
     if status != current {
+        // The resourceVersion we read is a precondition: a status computed from a stale view
+        // (a lagging cache, a second writer) is refused rather than overwriting newer progress.
         let patch = json!({
             "apiVersion": FederationEnablement::api_version(&()),
             "kind": FederationEnablement::kind(&()),
+            "metadata": {"resourceVersion": fe.resource_version()},
             "status": status,
         });
         api.patch_status(
@@ -590,7 +612,7 @@ fn truncate(s: &str, max: usize) -> String {
 async fn add_finalizer(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
-) -> Result<(), Error> {
+) -> Result<FederationEnablement, Error> {
     let patch = match &fe.metadata.finalizers {
         None => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
@@ -616,14 +638,15 @@ async fn remove_finalizer(
         {"op": "test", "path": path, "value": FINALIZER},
         {"op": "remove", "path": path},
     ]);
-    json_patch(fe, api, patch).await
+    json_patch(fe, api, patch).await.map(drop)
 }
 
+/// A JSON patch of the finalizers; returns the object as patched.
 async fn json_patch(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
     patch: serde_json::Value,
-) -> Result<(), Error> {
+) -> Result<FederationEnablement, Error> {
     let patch: json_patch::Patch = serde_json::from_value(patch)?;
     api.patch(
         &fe.name_any(),
@@ -631,6 +654,5 @@ async fn json_patch(
         &Patch::Json::<()>(patch),
     )
     .await
-    .map(drop)
     .map_err(|e| Error::Finalizer(fe.name_any(), e))
 }

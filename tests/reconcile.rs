@@ -248,7 +248,10 @@ async fn reconcile_that_changes_nothing_writes_nothing() {
     h.reconcile(FE_PATH).await;
     h.server.take_calls();
     let status_writes = h.ctx.metrics.status_writes.get();
-    assert!(status_writes >= 3, "the controller counts its status writes");
+    assert!(
+        status_writes >= 3,
+        "the controller counts its status writes"
+    );
     h.clock.advance(60);
     let action = h.reconcile(FE_PATH).await;
     let calls = h.server.take_calls();
@@ -256,7 +259,9 @@ async fn reconcile_that_changes_nothing_writes_nothing() {
     assert_eq!(h.ctx.metrics.status_writes.get(), status_writes);
     let metrics = h.ctx.metrics.encode([]);
     assert!(
-        metrics.contains("federation_subjob_duration_seconds_count{type=\"CreateCert\",outcome=\"success\"} 1"),
+        metrics.contains(
+            "federation_subjob_duration_seconds_count{type=\"CreateCert\",outcome=\"success\"} 1"
+        ),
         "{metrics}"
     );
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
@@ -753,4 +758,24 @@ async fn simulated_failure_annotation_fails_the_subjob_every_attempt() {
         h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
         "Pending"
     );
+}
+
+#[tokio::test]
+async fn a_status_computed_from_a_stale_read_is_refused_not_written_over_newer_progress() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    let stale = h.enablement(FE_PATH).expect("enablement");
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let progressed = h.status(FE_PATH);
+    assert_eq!(progressed["progress"], "3/4");
+
+    // A reconcile of the old version (a lagging cache) must not undo that.
+    h.clock.advance(1);
+    let error =
+        federation_controller::controller::reconcile(std::sync::Arc::new(stale), h.ctx.clone())
+            .await
+            .expect_err("the stale write is refused");
+    assert!(error.is_stale_read(), "{error}");
+    assert_eq!(h.status(FE_PATH), progressed, "newer progress kept");
 }

@@ -275,6 +275,16 @@ impl State {
         patch: Value,
     ) -> (StatusCode, Value) {
         let existing = self.objects.get(path).cloned();
+        // A resourceVersion in the patch is a precondition, as on the API server.
+        if let (Some(wanted), Some(existing)) =
+            (patch["metadata"]["resourceVersion"].as_str(), &existing)
+            && existing["metadata"]["resourceVersion"].as_str() != Some(wanted)
+        {
+            return status(
+                409,
+                "the object has been modified; please apply your changes to the latest version",
+            );
+        }
         let updated = if content_type.starts_with("application/apply-patch") {
             match (&existing, subresource) {
                 (None, Some(_)) => return not_found(path),
@@ -509,7 +519,7 @@ fn not_found(path: &str) -> (StatusCode, Value) {
 fn status(code: u16, message: &str) -> (StatusCode, Value) {
     let reason = match code {
         404 => "NotFound",
-        409 => "AlreadyExists",
+        409 => "Conflict",
         422 => "Invalid",
         _ => "InternalError",
     };
