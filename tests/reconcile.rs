@@ -779,3 +779,59 @@ async fn a_status_computed_from_a_stale_read_is_refused_not_written_over_newer_p
     assert!(error.is_stale_read(), "{error}");
     assert_eq!(h.status(FE_PATH), progressed, "newer progress kept");
 }
+
+#[tokio::test]
+async fn repository_credentials_are_used_only_from_a_secret_labelled_for_it() {
+    let chart = json!({"repository": "https://charts.example", "name": "federation", "version": "1.2.3",
+        "credentialsSecretRef": {"name": "repo"}});
+    let h = setup(json!({"chart": chart, "backoffLimit": 0}));
+    let secret = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "repo", "namespace": NS, "labels": labels},
+            "data": {"username": "dXNlcg==", "password": "cGFzcw=="}})
+    };
+    h.server.insert(secret(json!({})));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let install = h.sub_job(FE_PATH, "InstallFederationChart");
+    assert_eq!(install["reason"], "CredentialsNotFound");
+    assert!(
+        install["message"]
+            .as_str()
+            .expect("message")
+            .contains("federation.fleet.dev/chart-credentials=true")
+    );
+    assert!(
+        h.server.paths(JOBS).is_empty(),
+        "no Job without usable credentials"
+    );
+    assert!(
+        h.server.get(VALUES).is_none(),
+        "the unlabelled Secret was not copied"
+    );
+
+    h.server.insert(secret(
+        json!({"federation.fleet.dev/chart-credentials": "true"}),
+    ));
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["annotations"] = json!({"federation.fleet.dev/retry": "1"})
+    });
+    h.reconcile(FE_PATH).await;
+    let values = h.server.get(VALUES).expect("values secret");
+    assert_eq!(values["data"]["repository-username"], "dXNlcg==");
+    let job = h.server.get(&h.server.paths(JOBS)[0]).expect("job");
+    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    let password = env
+        .iter()
+        .find(|e| e["name"] == "HELM_REPO_PASSWORD")
+        .expect("password env");
+    assert_eq!(
+        password["valueFrom"]["secretKeyRef"]["name"],
+        "fleet-a-federation-values"
+    );
+    assert!(password.get("value").is_none());
+}

@@ -30,6 +30,8 @@ const SUB_JOB: SubJobType = SubJobType::InstallFederationChart;
 const VALUES_KEY: &str = "values.yaml";
 const USERNAME_KEY: &str = "repository-username";
 const PASSWORD_KEY: &str = "repository-password";
+/// Label a Secret must carry (`"true"`) to be used as chart repository credentials.
+pub const CREDENTIALS_LABEL: &str = "federation.fleet.dev/chart-credentials";
 /// The unprivileged user the runner runs as (restricted Pod Security).
 const RUNNER_UID: i64 = 65532;
 
@@ -525,9 +527,31 @@ impl ChartExecutor {
                 name: reference.name.clone(),
                 source,
             })?;
-        let Some(data) = secret.and_then(|s| s.data) else {
+        // Only a Secret labelled for this use is read: otherwise anyone who may create an
+        // enablement could have any Secret with these keys sent to a repository they name.
+        let secret = match secret {
+            Some(secret)
+                if secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) == Some("true") =>
+            {
+                secret
+            }
+            Some(_) => {
+                return Ok(Err(format!(
+                    "Secret {}/{} (chart.credentialsSecretRef) lacks the label {CREDENTIALS_LABEL}=true \
+                     that allows its use as chart repository credentials",
+                    ctx.namespace, reference.name
+                )));
+            }
+            None => {
+                return Ok(Err(format!(
+                    "Secret {}/{} (chart.credentialsSecretRef) not found",
+                    ctx.namespace, reference.name
+                )));
+            }
+        };
+        let Some(data) = secret.data else {
             return Ok(Err(format!(
-                "Secret {}/{} (chart.credentialsSecretRef) not found or empty",
+                "Secret {}/{} (chart.credentialsSecretRef) is empty",
                 ctx.namespace, reference.name
             )));
         };
