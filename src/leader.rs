@@ -4,8 +4,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
 use kube::Client;
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -27,41 +29,94 @@ impl LeaseConfig {
     }
 }
 
+/// How often a standby looks for a released lease, so that it takes over at once rather than
+/// when the last renewal would have expired.
+pub const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+type Election = tokio::task::JoinHandle<Result<(), LeaseManagerError>>;
+
+async fn manager(client: &Client, config: &LeaseConfig) -> Result<LeaseManager, LeaseManagerError> {
+    let duration = config.duration.as_secs().max(2);
+    LeaseManagerBuilder::new(client.clone(), &config.name)
+        .with_namespace(&config.namespace)
+        .with_identity(&config.identity)
+        .with_duration(duration)
+        .with_grace(config.grace().as_secs().min(duration - 1))
+        .build()
+        .await
+}
+
 /// Joins the election. The receiver says whether this replica leads now; dropping every
 /// receiver releases the lease, so a standby takes over at once.
 pub async fn join(
     client: Client,
     config: &LeaseConfig,
-) -> Result<
-    (
-        watch::Receiver<bool>,
-        tokio::task::JoinHandle<Result<(), LeaseManagerError>>,
-    ),
-    LeaseManagerError,
-> {
-    let manager = LeaseManagerBuilder::new(client, &config.name)
-        .with_namespace(&config.namespace)
-        .with_identity(&config.identity)
-        .with_duration(config.duration.as_secs().max(2))
-        .with_grace(
-            config
-                .grace()
-                .as_secs()
-                .min(config.duration.as_secs().max(2) - 1),
-        )
-        .build()
-        .await?;
-    let (leading, task) = manager.watch().await;
-    let task = tokio::spawn(async move {
-        match task.await {
-            Ok(result) => result.map(drop),
-            Err(error) => {
-                warn!(%error, "leader election task failed");
-                Ok(())
+) -> Result<(watch::Receiver<bool>, Election), LeaseManagerError> {
+    let first = manager(&client, config).await?;
+    let (leading, receiver) = watch::channel(false);
+    let task = tokio::spawn(campaign(client, config.clone(), first, leading));
+    Ok((receiver, task))
+}
+
+/// Keeps `leading` in step with the lease until every receiver is gone, then releases it.
+async fn campaign(
+    client: Client,
+    config: LeaseConfig,
+    mut current: LeaseManager,
+    leading: watch::Sender<bool>,
+) -> Result<(), LeaseManagerError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    loop {
+        let (mut state, task) = current.watch().await;
+        let mut poll = tokio::time::interval(STANDBY_POLL);
+        let released_elsewhere = loop {
+            tokio::select! {
+                _ = leading.closed() => break false,
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        // The manager's task ended on an error it could not recover from.
+                        leading.send_replace(false);
+                        return match task.await {
+                            Ok(result) => result.map(drop),
+                            Err(error) => {
+                                warn!(%error, "leader election task failed");
+                                Ok(())
+                            }
+                        };
+                    }
+                    leading.send_replace(*state.borrow());
+                }
+                _ = poll.tick(), if !*state.borrow() => {
+                    let held = leases
+                        .get_opt(&config.name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|lease| lease.spec)
+                        .and_then(|spec| spec.holder_identity);
+                    if held.is_none() {
+                        break true;
+                    }
+                }
             }
+        };
+        // Dropping the state ends the manager's task, which releases the lease if it holds it.
+        drop(state);
+        match task.await {
+            Ok(result) => {
+                result?;
+            }
+            Err(error) => warn!(%error, "leader election task failed"),
         }
-    });
-    Ok((leading, task))
+        if !released_elsewhere {
+            leading.send_replace(false);
+            return Ok(());
+        }
+        // Released while this replica stood by: a fresh manager reads the lease and takes it,
+        // where the old one would sleep until the last renewal expired.
+        info!("the leader released the lease; taking over");
+        current = manager(&client, &config).await?;
+    }
 }
 
 /// Resolves when a term of leadership is over (leadership lost, or shutting down).

@@ -14,11 +14,15 @@ const LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/federation-system/leases/federation-controller";
 
 fn config(identity: &str) -> LeaseConfig {
+    config_for(identity, 3)
+}
+
+fn config_for(identity: &str, seconds: u64) -> LeaseConfig {
     LeaseConfig {
         name: "federation-controller".into(),
         namespace: "federation-system".into(),
         identity: identity.into(),
-        duration: Duration::from_secs(3),
+        duration: Duration::from_secs(seconds),
     }
 }
 
@@ -75,6 +79,27 @@ async fn one_replica_leads_renews_and_a_standby_takes_over_after_release() {
     assert_eq!(holder(&server).as_deref(), Some("replica-b"));
     drop(b);
     b_task.await.expect("b's election task").expect("released");
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_at_once_when_the_leader_releases() {
+    let server = FakeApiServer::new();
+    // A 30 s lease: a takeover within seconds cannot be the lease expiring.
+    let (mut a, a_task) = leader::join(server.client(), &config_for("replica-a", 30))
+        .await
+        .expect("a joins");
+    assert!(becomes(&mut a, true, Duration::from_secs(5)).await);
+    let (mut b, _b_task) = leader::join(server.client(), &config_for("replica-b", 30))
+        .await
+        .expect("b joins");
+    assert!(!becomes(&mut b, true, Duration::from_secs(1)).await);
+    drop(a);
+    a_task.await.expect("a's election task").expect("released");
+    assert!(
+        becomes(&mut b, true, Duration::from_secs(3)).await,
+        "the standby takes over well before the released lease would have expired"
+    );
+    assert_eq!(holder(&server).as_deref(), Some("replica-b"));
 }
 
 #[tokio::test]
