@@ -835,3 +835,44 @@ async fn repository_credentials_are_used_only_from_a_secret_labelled_for_it() {
     );
     assert!(password.get("value").is_none());
 }
+
+#[tokio::test]
+async fn when_the_enablements_namespace_is_terminating_teardown_creates_nothing_there() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    h.server.take_calls();
+    h.server.insert(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "deletionTimestamp": "2026-01-15T09:00:00Z", "finalizers": ["kubernetes"]}}));
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    let mut seen = None;
+    for _ in 0..6 {
+        let Some(fe) = h.server.get(FE_PATH) else {
+            break;
+        };
+        seen = Some(fe["status"]["teardown"].clone());
+        h.reconcile(FE_PATH).await;
+    }
+    assert!(h.server.get(FE_PATH).is_none(), "teardown finished");
+    assert!(
+        !h.server
+            .take_calls()
+            .iter()
+            .any(|c| c.method == http::Method::PATCH && c.path().starts_with(JOBS)),
+        "no uninstall Job in a terminating namespace"
+    );
+    assert!(
+        h.server.get(SERVICE).is_none() && h.server.get(CERTS).is_none(),
+        "the other steps still ran"
+    );
+    let uninstall = &seen.expect("teardown seen")["steps"][0];
+    assert_eq!(uninstall["phase"], "Success");
+    assert!(
+        uninstall["message"]
+            .as_str()
+            .expect("message")
+            .contains("NamespaceTerminating"),
+        "{uninstall}"
+    );
+}
