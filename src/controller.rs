@@ -340,17 +340,7 @@ async fn run_job(
         if pending.is_empty() {
             break;
         }
-        let sub_ctx = subjobs::Context {
-            enablement: fe,
-            name: &name,
-            namespace: &namespace,
-            uid: &uid,
-            spec: &fe.spec,
-            status: &status,
-            settings: &ctx.settings,
-            own_namespace_terminating: false,
-            now,
-        };
+        let sub_ctx = subjobs::Context::new(fe, &status, &ctx.settings, false, now);
         let sub_ctx = &sub_ctx;
         let results = future::join_all(pending.iter().map(|(t, mode)| {
             let executor = ctx.executors.get(*t);
@@ -449,17 +439,8 @@ async fn teardown(
         if pending.is_empty() {
             break;
         }
-        let sub_ctx = subjobs::Context {
-            enablement: fe,
-            name: &name,
-            namespace: &namespace,
-            uid: &uid,
-            spec: &fe.spec,
-            status: &status,
-            settings: &ctx.settings,
-            own_namespace_terminating,
-            now,
-        };
+        let sub_ctx =
+            subjobs::Context::new(fe, &status, &ctx.settings, own_namespace_terminating, now);
         for (step, attempt) in pending {
             let executor = ctx.executors.get(step.undoes());
             let observation = observe(executor.teardown(&sub_ctx, attempt).await, step);

@@ -70,6 +70,28 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The context of `enablement`, whose name, namespace and uid it borrows.
+    pub fn new(
+        enablement: &'a FederationEnablement,
+        status: &'a FederationEnablementStatus,
+        settings: &'a Settings,
+        own_namespace_terminating: bool,
+        now: Timestamp,
+    ) -> Self {
+        let meta = &enablement.metadata;
+        Context {
+            enablement,
+            name: meta.name.as_deref().unwrap_or_default(),
+            namespace: meta.namespace.as_deref().unwrap_or_default(),
+            uid: meta.uid.as_deref().unwrap_or_default(),
+            spec: &enablement.spec,
+            status,
+            settings,
+            own_namespace_terminating,
+            now,
+        }
+    }
+
     pub fn control_plane_namespace(&self) -> &'a str {
         self.spec.control_plane_namespace(self.namespace)
     }
