@@ -124,38 +124,13 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     let store = controller.store();
     if executors.kubernetes {
-        let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-        controller = controller
-            .watches(
-                scoped::<Service>(&client, namespace.as_deref()),
-                ours.clone(),
-                by_labels,
-            )
-            .watches(
-                scoped::<Secret>(&client, namespace.as_deref()),
-                ours.clone(),
-                by_labels,
-            )
-            .watches(
-                scoped::<Job>(&client, namespace.as_deref()),
-                ours.clone(),
-                by_labels,
-            )
-            .watches(
-                scoped::<ServiceAccount>(&client, namespace.as_deref()),
-                ours.clone(),
-                by_labels,
-            )
-            .watches(
-                scoped::<RoleBinding>(&client, namespace.as_deref()),
-                ours.clone(),
-                by_labels,
-            )
-            .watches(
-                Api::<ClusterRoleBinding>::all(client.clone()),
-                ours,
-                by_labels,
-            );
+        let ns = namespace.as_deref();
+        controller = watch_ours(controller, scoped::<Service>(&client, ns));
+        controller = watch_ours(controller, scoped::<Secret>(&client, ns));
+        controller = watch_ours(controller, scoped::<Job>(&client, ns));
+        controller = watch_ours(controller, scoped::<ServiceAccount>(&client, ns));
+        controller = watch_ours(controller, scoped::<RoleBinding>(&client, ns));
+        controller = watch_ours(controller, Api::<ClusterRoleBinding>::all(client.clone()));
         let nodes_store = store.clone();
         controller = controller.watches(
             Api::<Node>::all(client.clone()),
@@ -193,6 +168,20 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// Watches the objects of kind `K` this controller made (only those: the watch is filtered by
+/// label, so the cache never holds, say, every Secret of the cluster).
+fn watch_ours<K>(
+    controller: Controller<FederationEnablement>,
+    api: Api<K>,
+) -> Controller<FederationEnablement>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + std::fmt::Debug + Clone + Eq + std::hash::Hash,
+{
+    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    controller.watches(api, ours, by_labels)
 }
 
 /// An object we made belongs to the enablement its labels name.
