@@ -386,10 +386,22 @@ async fn teardown(
     if !fe.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
+    let current = fe.status.clone().unwrap_or_default();
+    // Refused by the allowlists and never started: nothing was created, so there is nothing to
+    // tear down, and the controller may not even be allowed to look (a foreign namespace while
+    // it watches one namespace). Without this the deletion would wait forever.
+    let never_started = current.teardown.is_none()
+        && current
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Pending && s.attempts == 0);
+    if never_started && ctx.policy.check(fe).is_some() {
+        remove_finalizer(fe, api).await?;
+        return Ok(Action::await_change());
+    }
     let name = fe.name_any();
     let namespace = fe.namespace().unwrap_or_default();
     let uid = fe.uid().unwrap_or_default();
-    let current = fe.status.clone().unwrap_or_default();
     let own_namespace_terminating = ctx.executors.kubernetes && {
         let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
         subjobs::ensure_control_plane_namespace(&namespaces, &namespace, &uid, false)

@@ -876,3 +876,22 @@ async fn when_the_enablements_namespace_is_terminating_teardown_creates_nothing_
         "{uninstall}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_enablement_is_deleted_at_once_without_looking_for_objects() {
+    let h = setup(json!({"controlPlane": {"namespace": "kube-system"}}));
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["reason"], "NotAllowed");
+    h.server.take_calls();
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    let calls = h.server.take_calls();
+    assert_eq!(
+        lines(&calls),
+        vec![format!("PATCH {FE_PATH}")],
+        "nothing looked up in kube-system"
+    );
+}
