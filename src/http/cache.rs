@@ -67,7 +67,12 @@ pub struct FederationCache {
     /// Rebuilt during a relist, swapped in when it is complete.
     pending: Arc<RwLock<Option<Index>>>,
     ready: watch::Sender<bool>,
+    /// The key of every enablement that changed; None after a relist (anything may have).
+    changes: tokio::sync::broadcast::Sender<Option<Key>>,
 }
+
+/// How many changes a live stream may fall behind before it skips to the latest state.
+const CHANGE_BUFFER: usize = 1024;
 
 impl Default for FederationCache {
     fn default() -> Self {
@@ -81,6 +86,7 @@ impl FederationCache {
             index: Arc::default(),
             pending: Arc::default(),
             ready: watch::Sender::new(false),
+            changes: tokio::sync::broadcast::Sender::new(CHANGE_BUFFER),
         }
     }
 
@@ -182,8 +188,16 @@ impl FederationCache {
     /// Applies one watch event.
     pub fn apply(&self, event: watcher::Event<FederationEnablement>) {
         match event {
-            watcher::Event::Apply(fe) => self.write().insert(fe),
-            watcher::Event::Delete(fe) => self.write().remove(&key_of(&fe)),
+            watcher::Event::Apply(fe) => {
+                let key = key_of(&fe);
+                self.write().insert(fe);
+                self.notify(Some(key));
+            }
+            watcher::Event::Delete(fe) => {
+                let key = key_of(&fe);
+                self.write().remove(&key);
+                self.notify(Some(key));
+            }
             watcher::Event::Init => {
                 *self.pending.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
             }
@@ -209,6 +223,25 @@ impl FederationCache {
                 self.ready.send_replace(true);
             }
         }
+    }
+
+    fn notify(&self, change: Option<Key>) {
+        // Nobody listening is fine.
+        let _ = self.changes.send(change);
+    }
+
+    /// Changes as they are applied: the key of the enablement that changed, or None after a
+    /// relist. A receiver that falls behind gets `Lagged` and should re-read what it shows.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Option<(String, String)>> {
+        self.changes.subscribe()
+    }
+
+    /// The enablement `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<FederationEnablement>> {
+        self.read()
+            .by_key
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Keeps the cache in step with a watch stream until it ends.

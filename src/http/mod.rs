@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cache;
 mod openapi;
+pub mod stream;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -234,11 +235,36 @@ pub fn valid_fleet_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// `watch=true` asks for a live stream; absent or `false` for one answer.
+pub fn parse_watch(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut watch = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key != "watch" {
+            continue;
+        }
+        if watch.is_some() {
+            return Err(ApiError::invalid_query("watch is given more than once"));
+        }
+        watch = Some(match value.as_ref() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ApiError::invalid_query(format!(
+                    "watch must be true or false, not {other:?}"
+                )));
+            }
+        });
+    }
+    Ok(watch.unwrap_or(false))
+}
+
 async fn progress(
     State(state): State<Arc<AppState>>,
     Path(fleet): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let watch = parse_watch(query.as_deref())?;
     if !valid_fleet_id(&fleet) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -259,6 +285,9 @@ async fn progress(
         .await?
     {
         return Err(ApiError::not_found(&fleet));
+    }
+    if watch {
+        return Ok(stream::progress(state.clone(), fe, who));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -318,6 +347,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let page = parse_page(query.as_deref())?;
+    let watch = parse_watch(query.as_deref())?;
     let who = state.auth.authenticate(token(&headers)).await?;
     // Everything when the caller may list cluster-wide, else the namespaces they may list in.
     let allowed: Option<std::collections::BTreeSet<String>> =
@@ -336,6 +366,9 @@ async fn list(
             }
             Some(allowed)
         };
+    if watch {
+        return Ok(stream::list(state.clone(), who, allowed));
+    }
     let in_allowed_namespace = |fe: &crate::api::FederationEnablement| {
         allowed.as_ref().is_some_and(|a| {
             fe.metadata
