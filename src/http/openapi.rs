@@ -7,6 +7,8 @@ pub fn document() -> Value {
     let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
     let timestamp = json!({"type": "string", "description": "UTC, `YYYY-MM-DD HH:MM:SS[.fraction] +0000 UTC`", "example": "2023-07-31 13:16:20.715779 +0000 UTC"});
     let security = json!([{"XAuthToken": []}, {"Bearer": []}]);
+    let watch = json!({"name": "watch", "in": "query", "schema": {"type": "boolean", "default": false},
+        "description": "true: answer text/event-stream, live"});
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -23,9 +25,12 @@ pub fn document() -> Value {
                     "parameters": [{
                         "name": "clustergroupid", "in": "path", "required": true,
                         "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
-                    }],
+                    }, watch.clone()],
                     "responses": {
-                        "200": {"description": "The federation job of the fleet", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}},
+                        "200": {"description": "The federation job of the fleet; with watch=true, a stream of `progress` events ending after Success or Failed", "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Job"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        }},
                         "400": error_response("FED.4000001: invalid cluster group id"),
                         "401": error_response("FED.4010001: missing or invalid token"),
                         "404": error_response("FED.4040001: no federation for this fleet (or not visible to the caller)"),
@@ -42,9 +47,13 @@ pub fn document() -> Value {
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 20}, "description": "0 or absent: 20; above 500: 500"},
                         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
                         {"name": "tenantUuid", "in": "query", "schema": {"type": "string"}, "description": "accepted and ignored"},
+                        watch,
                     ],
                     "responses": {
-                        "200": {"description": "One page of federations the caller may see", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FederationList"}}}},
+                        "200": {"description": "One page of federations the caller may see; with watch=true, a stream of `added`, `modified` and `deleted` events", "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/FederationList"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        }},
                         "400": error_response("FED.4000002: invalid query parameter"),
                         "401": error_response("FED.4010001: missing or invalid token"),
                         "500": error_response("FED.5000001: internal error"),
