@@ -615,7 +615,7 @@ impl CertExecutor {
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
         let remaining = objects::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
-        Ok(super::network::deletion_observation(remaining, "Secret"))
+        Ok(objects::deletion_observation(remaining, "Secret"))
     }
 }
 

@@ -718,7 +718,7 @@ impl ChartExecutor {
             }
         }
         let remaining = self.delete_everything(ctx).await?;
-        let mut observation = super::network::deletion_observation(remaining, "installer");
+        let mut observation = objects::deletion_observation(remaining, "installer");
         if let Observation::Succeeded { message, .. } = &mut observation {
             *message = Some(if never_started {
                 format!("{}: the chart was never installed", reasons::NOT_INSTALLED)

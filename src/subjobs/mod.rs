@@ -130,7 +130,8 @@ pub trait SubJobExecutor: Send + Sync {
 #[derive(Clone)]
 pub struct Executors {
     executors: Arc<[Box<dyn SubJobExecutor>; 4]>,
-    /// Kinds of objects the executors create, for the controller's watches.
+    /// The real executors: the controller watches the core objects they make (the simulated
+    /// ones make none).
     pub kubernetes: bool,
 }
 

@@ -8,12 +8,11 @@ use std::net::IpAddr;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::node::{is_usable, ours_selector};
+use super::node::{is_usable, list_nodes, ours_selector};
 use super::objects::{self, Ensured};
-use super::{Context, Error, Result, SubJobExecutor, names};
+use super::{Context, Result, SubJobExecutor, names};
 use crate::api::{EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
@@ -165,19 +164,7 @@ impl NetworkExecutor {
     }
 
     async fn control_plane_node_address(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        let api: Api<Node> = Api::all(self.client.clone());
-        let selector = ours_selector(ctx.uid);
-        let mut nodes = api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|source| Error::Api {
-                action: "list",
-                kind: "Node".to_string(),
-                namespace: String::new(),
-                name: selector,
-                source,
-            })?
-            .items;
+        let mut nodes = list_nodes(&self.client, &ours_selector(ctx.uid)).await?;
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(nodes.iter().filter(|n| is_usable(n)).find_map(node_address))
     }
@@ -186,22 +173,7 @@ impl NetworkExecutor {
         let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
         let remaining =
             objects::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
-        Ok(deletion_observation(remaining, "Service"))
-    }
-}
-
-/// Done once nothing labelled is left; otherwise wait for the deletions to finish.
-pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
-    if remaining == 0 {
-        Observation::Succeeded {
-            message: Some(format!("no {what} of this enablement is left")),
-            extend_param: BTreeMap::new(),
-        }
-    } else {
-        Observation::progressing(
-            reasons::DELETING,
-            format!("waiting for {remaining} {what} object(s) to be deleted"),
-        )
+        Ok(objects::deletion_observation(remaining, "Service"))
     }
 }
 

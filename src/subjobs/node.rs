@@ -25,18 +25,7 @@ impl NodeExecutor {
     }
 
     async fn list(&self, selector: &str) -> Result<Vec<Node>> {
-        let api: Api<Node> = Api::all(self.client.clone());
-        let list = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(|source| Error::Api {
-                action: "list",
-                kind: "Node".to_string(),
-                namespace: String::new(),
-                name: selector.to_string(),
-                source,
-            })?;
-        Ok(list.items)
+        list_nodes(&self.client, selector).await
     }
 
     async fn reserve(&self, ctx: &Context<'_>) -> Result<Observation> {
@@ -196,6 +185,22 @@ fn node_error(action: &'static str, node: String, source: kube::Error) -> Error 
         name: node,
         source,
     }
+}
+
+/// The nodes a label selector matches.
+pub async fn list_nodes(client: &Client, selector: &str) -> Result<Vec<Node>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| Error::Api {
+            action: "list",
+            kind: "Node".to_string(),
+            namespace: String::new(),
+            name: selector.to_string(),
+            source,
+        })?;
+    Ok(list.items)
 }
 
 /// Nodes this enablement has labelled.

@@ -17,6 +17,7 @@ use crate::api::{
     CREATED_BY_ANNOTATION, ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, MANAGED_BY_LABEL, MANAGER,
     SUBJOB_LABEL, SubJobType,
 };
+use crate::job::{Observation, reasons};
 
 /// Annotation with the spec hash an object was applied for: a new job run re-applies.
 pub const SPEC_HASH_ANNOTATION: &str = "federation.fleet.dev/spec-hash";
@@ -251,6 +252,21 @@ pub fn contains(actual: &Value, desired: &Value) -> bool {
             a.len() == d.len() && a.iter().zip(d).all(|(av, dv)| contains(av, dv))
         }
         (a, d) => a == d,
+    }
+}
+
+/// Done once nothing labelled is left; otherwise wait for the deletions to finish.
+pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
+    if remaining == 0 {
+        Observation::Succeeded {
+            message: Some(format!("no {what} of this enablement is left")),
+            extend_param: BTreeMap::new(),
+        }
+    } else {
+        Observation::progressing(
+            reasons::DELETING,
+            format!("waiting for {remaining} {what} object(s) to be deleted"),
+        )
     }
 }
 
