@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +15,7 @@ use federation_controller::http::{self, AppState, Authorizer, FederationCache, S
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
+use federation_controller::progress_view::{self, EXIT_CODES_HELP, ProgressArgs};
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
 use kube::Api;
@@ -35,6 +37,9 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster of KUBECONFIG or the in-cluster config.
     Run(Box<RunArgs>),
+    /// Show a fleet's federation job as a tree of subjobs, once or live (--watch) until it ends.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Progress(ProgressArgs),
     /// Print the FederationEnablement CRD generated from the Rust types.
     Crd,
     /// Print the version.
@@ -180,17 +185,18 @@ fn parse_delay_for(s: &str) -> Result<(SubJobType, u64), String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Crd => {
             print!("{}", federation_controller::crd::crd_yaml()?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
             println!("federation-controller {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run(*args).await,
+        Command::Run(args) => run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Progress(args) => Ok(progress_view::run(args).await),
     }
 }
 

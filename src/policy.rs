@@ -98,16 +98,23 @@ fn age_key(fe: &FederationEnablement) -> (Option<jiff::Timestamp>, String, Strin
     )
 }
 
+/// The enablement that owns `fleet` among `all`: the oldest naming it.
+pub fn fleet_owner<'a>(
+    fleet: &str,
+    all: impl IntoIterator<Item = &'a FederationEnablement>,
+) -> Option<&'a FederationEnablement> {
+    all.into_iter()
+        .filter(|fe| fe.spec.cluster_group_id == fleet)
+        .min_by_key(|fe| age_key(fe))
+}
+
 /// `Blocked` with `DuplicateClusterGroupID` when an older enablement owns the same fleet.
 pub fn check_duplicate<'a>(
     enablement: &FederationEnablement,
     all: impl IntoIterator<Item = &'a FederationEnablement>,
 ) -> Option<Blocked> {
     let fleet = &enablement.spec.cluster_group_id;
-    let owner = all
-        .into_iter()
-        .filter(|other| &other.spec.cluster_group_id == fleet)
-        .min_by_key(|other| age_key(other))?;
+    let owner = fleet_owner(fleet, all)?;
     if owner.uid() == enablement.uid() || age_key(owner) >= age_key(enablement) {
         return None;
     }

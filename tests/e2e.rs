@@ -759,3 +759,79 @@ fn an_idle_controller_writes_nothing() {
     std::thread::sleep(Duration::from_secs(30));
     assert_eq!(versions(&f), before, "no writes for 30 s while idle");
 }
+
+#[test]
+fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_success() {
+    let Some(env) = env() else { return };
+    let f = Fixture::new(env, "fedprogress", &["--simulated-delay-ms=1500"]);
+    let fleet = format!("e2e-fedprogress-{}", std::process::id());
+    let run = |binary: &str, args: &[&str]| -> (i32, String, String) {
+        let mut child = Command::new(binary)
+            .args(args)
+            .env("KUBECONFIG", &env.kubeconfig)
+            .env_remove("FEDPROGRESS_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the view starts");
+        let deadline = Instant::now() + MINUTE;
+        while child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{binary} {args:?} still running after a minute");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = child.wait_with_output().expect("output");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let plugin = env!("CARGO_BIN_EXE_kubectl-fedprogress");
+    let controller = env!("CARGO_BIN_EXE_federation-controller");
+
+    f.create(&f.enablement("fleet-progress", &fleet, json!({})));
+    // No --server, no -n: found by its fleet across all namespaces, then watched.
+    let (code, stdout, stderr) = run(plugin, &[&fleet, "--watch"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let trees: Vec<&str> = stdout.split("\n\n").collect();
+    let title = format!(
+        "{fleet} ({}/fleet-progress)  CreateFederationContainer",
+        f.namespace
+    );
+    assert!(
+        trees.len() > 1 && !trees[0].contains("4/4  Success"),
+        "followed live: {stdout}"
+    );
+    let last = trees.last().expect("a tree");
+    assert!(
+        last.starts_with(&format!("{title}  4/4  Success")),
+        "{stdout}"
+    );
+    assert!(
+        last.contains("└─ ✓ InstallFederationChart  Success"),
+        "{stdout}"
+    );
+
+    // Once, in its namespace: the cluster says attempts (backoffLimit 1: 2 at most).
+    let (code, stdout, _) = run(controller, &["progress", &fleet, "-n", &f.namespace]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{title}  4/4  Success")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("attempt 1/2").count(), 4, "{stdout}");
+
+    let (code, _, stderr) = run(plugin, &["e2e-no-such-fleet", "-n", &f.namespace]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!(
+            "no FederationEnablement has spec.clusterGroupID \"e2e-no-such-fleet\"; searched namespace \"{}\"",
+            f.namespace
+        )),
+        "{stderr}"
+    );
+}

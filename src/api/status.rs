@@ -36,6 +36,17 @@ pub enum SubJobPhase {
     Failed,
 }
 
+impl SubJobPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubJobPhase::Pending => "Pending",
+            SubJobPhase::Running => "Running",
+            SubJobPhase::Success => "Success",
+            SubJobPhase::Failed => "Failed",
+        }
+    }
+}
+
 /// The four subjobs of an enablement, in DAG order.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
