@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: unit, property, request-level, HTTP, CRD, deploy (Helm chart,
-# manifests, RBAC) and end-to-end.
+# manifests, RBAC), end-to-end and the dashboard in headless Chromium.
 #
 # The end-to-end suite (tests/e2e.rs) needs a real API server: this script builds (or reuses)
 # the project's own test environment (tests/testenv/), starts it, and points the suite at it.
@@ -35,4 +35,21 @@ if [[ -z ${FEDERATION_HELM:-} ]]; then
   fi
 fi
 
+# Chromium and chromedriver (Debian's packages) for the dashboard's browser tests.
+if [[ -z ${FEDERATION_CHROMEDRIVER:-} ]] && ! [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
+  echo "== installing chromium and chromium-driver for the browser tests" >&2
+  if ! { "${sudo[@]}" apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver >/dev/null; }; then
+    if [[ ${CI:-} == true ]]; then
+      echo "chromium and chromium-driver could not be installed for the browser tests" >&2
+      exit 1
+    fi
+    echo "!!!!! chromium could not be installed: the browser tests will be SKIPPED !!!!!" >&2
+  fi
+fi
+
+# Screenshots of the browser tests land in target/artifacts/ (kept by CI).
 cargo test --locked --lib --bins --tests

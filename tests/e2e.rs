@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod dashboard_browser;
+mod webdriver;
+
 struct Env {
     kubeconfig: PathBuf,
     kubectl: PathBuf,

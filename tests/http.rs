@@ -635,6 +635,8 @@ async fn health_readiness_metrics_and_openapi() {
         doc["paths"]["/v1/clustergroups/{clustergroupid}/federations/progress"]["get"].is_object()
     );
     assert!(doc["paths"]["/api/v1/sso/federations"]["get"].is_object());
+    assert!(doc["paths"]["/dashboard/v1/federations"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["DashboardRow"].is_object());
 }
 
 #[tokio::test]
@@ -694,4 +696,145 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+// ---- the web dashboard ----
+
+async fn raw_get(api: &Api, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let response = api
+        .app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_dashboard_is_embedded_and_served_under_a_strict_content_security_policy() {
+    let api = Api::open(vec![]);
+    let (status, headers, html) = raw_get(&api, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().expect("ascii");
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+
+    // Nothing inline for the policy to refuse, nothing fetched from elsewhere.
+    assert!(html.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+    assert_eq!(html.matches("<script").count(), 1, "one script, by src");
+    assert!(!html.contains("style="), "no inline style attributes");
+    let handler = html.match_indices(" on").find(|(at, _)| {
+        let rest = &html[at + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        name_len > 0 && rest[name_len..].starts_with('=')
+    });
+    assert_eq!(handler, None, "no inline event handlers");
+    for (uri, content_type) in [
+        ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+        ("/dashboard/app.css", "text/css; charset=utf-8"),
+    ] {
+        let (status, headers, body) = raw_get(&api, uri).await;
+        assert_eq!(
+            (status, &headers["content-type"]),
+            (StatusCode::OK, &content_type.parse().expect("value"))
+        );
+        assert!(!body.is_empty(), "{uri}");
+        for text in [&html, &body] {
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{uri}: no external addresses"
+            );
+        }
+    }
+    assert!(
+        !raw_get(&api, "/dashboard/app.js")
+            .await
+            .2
+            .contains("innerHTML"),
+        "server data is written as text, never parsed as HTML"
+    );
+}
+
+#[tokio::test]
+async fn dashboard_rows_carry_progress_health_current_step_age_and_step_messages() {
+    let mut moving = running("fe-a", "team-a", "fleet-a");
+    moving["status"]["currentSubJobs"] = json!("CreateCert");
+    let failed = with_status(
+        running("broken", "team-b", "fleet-x"),
+        json!({"phase": "Failed", "reason": "SimulatedFailure", "message": "CreateCert failed after 1 attempt(s): boom",
+            "jobUID": "job-x", "subJobs": [
+                {"type": "CreateNode", "uid": "u1", "phase": "Success", "attempts": 1, "message": "labelled 3 nodes"},
+                {"type": "CreateCert", "uid": "u2", "phase": "Failed", "attempts": 1, "reason": "SimulatedFailure", "message": "boom"}]}),
+    );
+    let api = Api::open(vec![moving, failed]);
+    let (status, body) = api.get("/dashboard/v1/federations").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["items"],
+        json!([
+            {"namespace": "team-a", "name": "fe-a", "clusterGroupID": "fleet-a", "phase": "Running",
+                "health": "unknown", "succeeded": 2, "total": 4, "currentStep": "CreateCert",
+                "reason": "Running", "created": "2023-07-31T13:16:20Z",
+                "steps": [{"type": "CreateNode", "phase": "Success"},
+                    {"type": "CreateNetworkResource", "phase": "Success"},
+                    {"type": "CreateCert", "phase": "Running"},
+                    {"type": "InstallFederationChart", "phase": "Pending"}]},
+            {"namespace": "team-b", "name": "broken", "clusterGroupID": "fleet-x", "phase": "Failed",
+                "health": "unhealthy", "succeeded": 1, "total": 4, "reason": "SimulatedFailure",
+                "message": "CreateCert failed after 1 attempt(s): boom", "created": "2023-07-31T13:16:20Z",
+                "steps": [{"type": "CreateNode", "phase": "Success", "message": "labelled 3 nodes"},
+                    {"type": "CreateCert", "phase": "Failed", "message": "boom"}]},
+        ])
+    );
+    let (status, body) = api.get("/dashboard/v1/federations?watch=maybe").await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("FED.4000002"))
+    );
+}
+
+#[tokio::test]
+async fn dashboard_rows_need_a_token_and_show_only_what_the_caller_may_list() {
+    let reviews = reviews();
+    let api = guarded(&reviews);
+    // The page itself carries no data and loads without a token, so it can ask for one.
+    assert_eq!(raw_get(&api, "/").await.0, StatusCode::OK);
+    let (status, body) = api.get("/dashboard/v1/federations").await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("FED.4010001"))
+    );
+    let (status, body) = api
+        .get_with(
+            "/dashboard/v1/federations",
+            &[("authorization", "Bearer good")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let fleets: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["clusterGroupID"].as_str())
+        .collect();
+    assert_eq!(fleets, ["fleet-a"]);
 }

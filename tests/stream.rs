@@ -275,3 +275,116 @@ async fn a_bad_watch_value_is_a_400() {
         (200, Some("application/json"))
     );
 }
+
+#[tokio::test]
+async fn dashboard_row_stream_sends_rows_as_they_change() {
+    let cache =
+        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
+    let (status, content_type, mut stream) =
+        open(&cache, "/dashboard/v1/federations?watch=true").await;
+    assert_eq!(
+        (status, content_type.as_deref()),
+        (200, Some("text/event-stream"))
+    );
+    let (name, row) = stream.next().await.expect("added");
+    assert_eq!(
+        (
+            name.as_str(),
+            row["clusterGroupID"].as_str(),
+            row["phase"].as_str()
+        ),
+        ("added", Some("fleet-a"), Some("Running"))
+    );
+    cache.apply(WatchEvent::Apply(enablement(
+        "fleet-a",
+        "team-a",
+        Some("Success"),
+        "4/4",
+    )));
+    let (name, row) = stream.next().await.expect("modified");
+    assert_eq!(
+        (name.as_str(), row["phase"].as_str(), row["health"].as_str()),
+        ("modified", Some("Success"), Some("healthy"))
+    );
+    cache.apply(WatchEvent::Delete(enablement(
+        "fleet-a", "team-a", None, "",
+    )));
+    let (name, row) = stream.next().await.expect("deleted");
+    assert_eq!(
+        (name.as_str(), row["name"].as_str()),
+        ("deleted", Some("fleet-a"))
+    );
+}
+
+/// A caller whose access is withdrawn keeps the stream until the cached decision expires, then
+/// loses it at the next change.
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expires() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = support::FakeApiServer::new();
+    server.respond("/apis/authentication.k8s.io/v1/tokenreviews", |review| {
+        let mut review = review.clone();
+        review["status"] = json!({"authenticated": true, "user": {"username": "alice"}});
+        review
+    });
+    let allowed = Arc::new(AtomicBool::new(true));
+    let answer = allowed.clone();
+    server.respond(
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        move |review| {
+            let mut review = review.clone();
+            review["status"] = json!({"allowed": answer.load(Ordering::SeqCst)});
+            review
+        },
+    );
+    let cache =
+        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
+    let state = Arc::new(AppState {
+        cache: cache.clone(),
+        auth: Authorizer::kubernetes(server.client()),
+        metrics: Arc::new(Metrics::new()),
+        clock: Arc::new(support::ManualClock::new()),
+    });
+    let response = router(state)
+        .oneshot(
+            http::Request::get(WATCH)
+                .header("authorization", "Bearer t")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), 200);
+    let mut stream = Stream {
+        body: response.into_body(),
+        buffer: String::new(),
+    };
+    assert_eq!(stream.next().await.expect("first").0, "progress");
+
+    allowed.store(false, Ordering::SeqCst);
+    // Within the decision's lifetime the stream goes on.
+    cache.apply(WatchEvent::Apply(enablement(
+        "fleet-a",
+        "team-a",
+        Some("Running"),
+        "2/4",
+    )));
+    let (name, job) = stream.next().await.expect("still allowed");
+    assert_eq!(
+        (name.as_str(), job["status"]["phase"].as_str()),
+        ("progress", Some("Running"))
+    );
+
+    tokio::time::advance(federation_controller::http::auth::DECISION_TTL).await;
+    cache.apply(WatchEvent::Apply(enablement(
+        "fleet-a",
+        "team-a",
+        Some("Running"),
+        "3/4",
+    )));
+    assert_eq!(
+        stream.next().await,
+        None,
+        "the stream ends, showing nothing more"
+    );
+}

@@ -5,10 +5,12 @@
 
 pub mod auth;
 pub mod cache;
+mod dashboard;
 mod openapi;
 pub mod stream;
 pub mod wire;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -149,6 +151,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(progress),
         )
         .route("/api/v1/sso/federations", get(list))
+        .merge(dashboard::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -341,6 +344,33 @@ pub fn parse_page(query: Option<&str>) -> Result<Page, ApiError> {
     })
 }
 
+/// None when the caller may list cluster-wide, else the namespaces they may list in.
+async fn listable_namespaces(
+    state: &AppState,
+    who: Option<&Identity>,
+) -> Result<Option<BTreeSet<String>>, AuthError> {
+    if state.auth.may(who, "list", None, None).await? {
+        return Ok(None);
+    }
+    let mut allowed = BTreeSet::new();
+    for namespace in state.cache.namespaces() {
+        if state.auth.may(who, "list", Some(&namespace), None).await? {
+            allowed.insert(namespace);
+        }
+    }
+    Ok(Some(allowed))
+}
+
+/// Whether `fe` is in a namespace of `allowed` (None: every namespace).
+fn visible(allowed: Option<&BTreeSet<String>>, fe: &crate::api::FederationEnablement) -> bool {
+    allowed.is_none_or(|a| {
+        fe.metadata
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| a.contains(ns))
+    })
+}
+
 async fn list(
     State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
@@ -349,34 +379,17 @@ async fn list(
     let page = parse_page(query.as_deref())?;
     let watch = parse_watch(query.as_deref())?;
     let who = state.auth.authenticate(token(&headers)).await?;
-    // Everything when the caller may list cluster-wide, else the namespaces they may list in.
-    let allowed: Option<std::collections::BTreeSet<String>> =
-        if state.auth.may(who.as_ref(), "list", None, None).await? {
-            None
-        } else {
-            let mut allowed = std::collections::BTreeSet::new();
-            for namespace in state.cache.namespaces() {
-                if state
-                    .auth
-                    .may(who.as_ref(), "list", Some(&namespace), None)
-                    .await?
-                {
-                    allowed.insert(namespace);
-                }
-            }
-            Some(allowed)
-        };
+    let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        return Ok(stream::list(state.clone(), who, allowed));
+        return Ok(stream::list(
+            state.clone(),
+            who,
+            allowed,
+            wire::federation_item,
+        ));
     }
-    let in_allowed_namespace = |fe: &crate::api::FederationEnablement| {
-        allowed.as_ref().is_some_and(|a| {
-            fe.metadata
-                .namespace
-                .as_ref()
-                .is_some_and(|ns| a.contains(ns))
-        })
-    };
+    let in_allowed_namespace =
+        |fe: &crate::api::FederationEnablement| visible(allowed.as_ref(), fe);
     let filter: Option<&dyn Fn(&crate::api::FederationEnablement) -> bool> =
         allowed.as_ref().map(|_| &in_allowed_namespace as _);
     let (total, page_items) = state.cache.page(page.offset, page.limit, filter);

@@ -1,4 +1,5 @@
-//! The OpenAPI 3 document of the two federation routes, served at `/openapi.json`.
+//! The OpenAPI 3 document of the two federation routes and the dashboard's row route, served at
+//! `/openapi.json`.
 
 use serde_json::{Value, json};
 
@@ -47,11 +48,29 @@ pub fn document() -> Value {
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 20}, "description": "0 or absent: 20; above 500: 500"},
                         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
                         {"name": "tenantUuid", "in": "query", "schema": {"type": "string"}, "description": "accepted and ignored"},
-                        watch,
+                        watch.clone(),
                     ],
                     "responses": {
                         "200": {"description": "One page of federations the caller may see; with watch=true, a stream of `added`, `modified` and `deleted` events", "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/FederationList"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        }},
+                        "400": error_response("FED.4000002: invalid query parameter"),
+                        "401": error_response("FED.4010001: missing or invalid token"),
+                        "500": error_response("FED.5000001: internal error"),
+                    },
+                },
+            },
+            "/dashboard/v1/federations": {
+                "get": {
+                    "operationId": "listDashboardRows",
+                    "summary": "The web dashboard's table (not part of the wire-compatible API)",
+                    "security": security,
+                    "parameters": [watch.clone()],
+                    "responses": {
+                        "200": {"description": "Every row the caller may list; with watch=true, a stream of `added`, `modified` and `deleted` rows", "content": {
+                            "application/json": {"schema": {"type": "object", "required": ["items"],
+                                "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/DashboardRow"}}}}},
                             "text/event-stream": {"schema": {"type": "string"}},
                         }},
                         "400": error_response("FED.4000002: invalid query parameter"),
@@ -67,6 +86,22 @@ pub fn document() -> Value {
                 "Bearer": {"type": "http", "scheme": "bearer"},
             },
             "schemas": {
+                "DashboardRow": {
+                    "type": "object",
+                    "required": ["namespace", "name", "clusterGroupID", "phase", "health", "succeeded", "total", "steps"],
+                    "properties": {
+                        "namespace": {"type": "string"}, "name": {"type": "string"},
+                        "clusterGroupID": {"type": "string"},
+                        "phase": {"type": "string", "enum": ["Pending", "Running", "Success", "Failed", "Deleting"]},
+                        "health": {"type": "string", "enum": ["healthy", "unhealthy", "unknown"]},
+                        "succeeded": {"type": "integer", "description": "steps done: subjobs, or teardown steps while Deleting"},
+                        "total": {"type": "integer"},
+                        "currentStep": {"type": "string"}, "reason": {"type": "string"}, "message": {"type": "string"},
+                        "created": {"type": "string", "format": "date-time"},
+                        "steps": {"type": "array", "items": {"type": "object", "required": ["type", "phase"], "properties": {
+                            "type": {"type": "string"}, "phase": {"type": "string"}, "message": {"type": "string"}}}},
+                    },
+                },
                 "Error": {
                     "type": "object", "required": ["error_code", "error_msg"],
                     "properties": {"error_code": {"type": "string"}, "error_msg": {"type": "string"}},

@@ -5,16 +5,17 @@
 //! never holds the controller or other clients back. Access is checked at connect and again
 //! whenever the cached decision has expired.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kube::ResourceExt;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
 
 use super::auth::DECISION_TTL;
 use super::{AppState, Identity, wire};
@@ -147,30 +148,40 @@ pub fn progress(
     sse(events)
 }
 
-/// Every list item the caller may see (`added`), then each change: `added`, `modified`,
-/// `deleted`. `allowed` says which namespaces the caller may list (None: all).
-pub fn list(
+/// What a list stream remembers between changes.
+struct ListWatch<T, F> {
     state: Arc<AppState>,
     who: Option<Identity>,
-    allowed: Option<std::collections::BTreeSet<String>>,
-) -> Response {
-    struct Watch {
-        state: Arc<AppState>,
-        who: Option<Identity>,
-        allowed: Option<std::collections::BTreeSet<String>>,
-        changes: tokio::sync::broadcast::Receiver<Option<Key>>,
-        shown: BTreeMap<Key, wire::FederationItem>,
-        pending: std::collections::VecDeque<Event>,
-        started: bool,
-        checked: Instant,
-    }
-    let watch = Watch {
+    allowed: Option<BTreeSet<String>>,
+    changes: tokio::sync::broadcast::Receiver<Option<Key>>,
+    item: F,
+    shown: BTreeMap<Key, T>,
+    pending: VecDeque<Event>,
+    started: bool,
+    checked: Instant,
+}
+
+/// Every item the caller may see (`added`), then each change: `added`, `modified`, `deleted`.
+/// `allowed` says which namespaces the caller may list (None: all); `item` is the shape of one
+/// enablement on the wire (the list route's item, or the dashboard's row).
+pub fn list<T, F>(
+    state: Arc<AppState>,
+    who: Option<Identity>,
+    allowed: Option<BTreeSet<String>>,
+    item: F,
+) -> Response
+where
+    T: serde::Serialize + PartialEq + Send + Sync + 'static,
+    F: Fn(&FederationEnablement) -> T + Send + Sync + 'static,
+{
+    let watch = ListWatch {
         changes: state.cache.subscribe(),
         state,
         who,
         allowed,
+        item,
         shown: BTreeMap::new(),
-        pending: Default::default(),
+        pending: VecDeque::new(),
         started: false,
         checked: Instant::now(),
     };
@@ -186,7 +197,7 @@ pub fn list(
                 if w.allowed.is_some() && w.checked.elapsed() >= DECISION_TTL {
                     // Namespaces come and go from what the caller may list: ask again.
                     w.checked = Instant::now();
-                    let mut allowed = std::collections::BTreeSet::new();
+                    let mut allowed = BTreeSet::new();
                     for namespace in w.state.cache.namespaces() {
                         if w.state
                             .auth
@@ -201,24 +212,16 @@ pub fn list(
                 }
             }
             w.started = true;
-            let visible = |fe: &FederationEnablement| {
-                w.allowed.as_ref().is_none_or(|a| {
-                    fe.metadata
-                        .namespace
-                        .as_ref()
-                        .is_some_and(|ns| a.contains(ns))
-                })
-            };
-            let now: BTreeMap<Key, wire::FederationItem> = w
+            let now: BTreeMap<Key, T> = w
                 .state
                 .cache
                 .all()
                 .iter()
-                .filter(|fe| visible(fe))
+                .filter(|fe| super::visible(w.allowed.as_ref(), fe))
                 .map(|fe| {
                     (
                         (fe.namespace().unwrap_or_default(), fe.name_any()),
-                        wire::federation_item(fe),
+                        (w.item)(fe),
                     )
                 })
                 .collect();

@@ -12,7 +12,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::{
-    FederationEnablement, JobPhase, StepStatus, SubJobPhase, SubJobType, default_product_type,
+    FederationEnablement, FederationEnablementStatus, JobPhase, StepStatus, SubJobType,
+    default_product_type,
 };
 use crate::job::CONDITION_DEGRADED;
 
@@ -96,15 +97,6 @@ pub struct JobStatus {
     pub completion_time: Option<String>,
 }
 
-fn sub_job_phase(phase: SubJobPhase) -> &'static str {
-    match phase {
-        SubJobPhase::Pending => "Pending",
-        SubJobPhase::Running => "Running",
-        SubJobPhase::Success => "Success",
-        SubJobPhase::Failed => "Failed",
-    }
-}
-
 fn step_job<T: std::fmt::Display>(
     step: &StepStatus<T>,
     federation_uid: &Option<String>,
@@ -130,7 +122,7 @@ fn step_job<T: std::fmt::Display>(
             sub_jobs: None,
         },
         status: JobStatus {
-            phase: Some(sub_job_phase(step.phase)),
+            phase: Some(step.phase.as_str()),
             reason: step.reason.clone(),
             start_time: go(&step.start_time),
             completion_time: go(&step.completion_time),
@@ -253,6 +245,20 @@ pub struct FederationList {
     pub offset: usize,
 }
 
+/// `healthy` once federated and not Degraded, `unhealthy` when failed or Degraded, else
+/// `unknown`.
+pub fn health(status: &FederationEnablementStatus) -> &'static str {
+    let degraded = status
+        .condition(CONDITION_DEGRADED)
+        .is_some_and(|c| c.status == "True");
+    match status.phase.unwrap_or(JobPhase::Pending) {
+        JobPhase::Success if !degraded => "healthy",
+        JobPhase::Failed => "unhealthy",
+        _ if degraded => "unhealthy",
+        _ => "unknown",
+    }
+}
+
 pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
     let spec = &fe.spec;
     let status = fe.status.clone().unwrap_or_default();
@@ -262,9 +268,6 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
         .as_ref()
         .map(|p| p.product_type.clone())
         .unwrap_or_else(default_product_type);
-    let degraded = status
-        .condition(CONDITION_DEGRADED)
-        .is_some_and(|c| c.status == "True");
     let sso = spec.sso.clone().unwrap_or_default();
     let network_params = status
         .sub_job(SubJobType::CreateNetworkResource)
@@ -284,12 +287,7 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
             JobPhase::Failed => "failed",
             JobPhase::Deleting => "unfederating",
         },
-        health_status: match phase {
-            JobPhase::Success if !degraded => "healthy",
-            JobPhase::Failed => "unhealthy",
-            _ if degraded => "unhealthy",
-            _ => "unknown",
-        },
+        health_status: health(&status),
         federation: Federation {
             uuid: status.job_uid.clone(),
             sso_config_uuid: sso.config_uuid,
