@@ -388,3 +388,37 @@ async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expi
         "the stream ends, showing nothing more"
     );
 }
+
+#[tokio::test]
+async fn after_a_relist_a_list_stream_shows_what_changed_while_the_watch_was_down() {
+    let cache = FederationCache::from_objects([
+        enablement("fleet-a", "team-a", Some("Running"), "1/4"),
+        enablement("fleet-b", "team-b", Some("Running"), "1/4"),
+    ]);
+    let (_, _, mut stream) = open(&cache, "/api/v1/sso/federations?watch=true").await;
+    for _ in 0..2 {
+        assert_eq!(stream.next().await.expect("added").0, "added");
+    }
+    // The watch restarts: fleet-a finished and fleet-b was deleted meanwhile.
+    cache.apply(WatchEvent::Init);
+    cache.apply(WatchEvent::InitApply(enablement(
+        "fleet-a",
+        "team-a",
+        Some("Success"),
+        "4/4",
+    )));
+    cache.apply(WatchEvent::InitDone);
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let (name, item) = stream.next().await.expect("event");
+        events.push((name, item["platformUuid"].as_str().map(str::to_string)));
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            ("deleted".to_string(), Some("fleet-b".to_string())),
+            ("modified".to_string(), Some("fleet-a".to_string())),
+        ]
+    );
+}

@@ -3,7 +3,7 @@
 //! watch keeps up to date; the list is ordered by namespace, then name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
@@ -69,6 +69,9 @@ pub struct FederationCache {
     ready: watch::Sender<bool>,
     /// The key of every enablement that changed; None after a relist (anything may have).
     changes: tokio::sync::broadcast::Sender<Option<Key>>,
+    /// One signal per enablement someone follows (a progress stream): a change wakes only its
+    /// followers, not every stream.
+    followers: Arc<Mutex<HashMap<Key, watch::Sender<()>>>>,
 }
 
 /// How many changes a live stream may fall behind before it skips to the latest state.
@@ -87,6 +90,7 @@ impl FederationCache {
             pending: Arc::default(),
             ready: watch::Sender::new(false),
             changes: tokio::sync::broadcast::Sender::new(CHANGE_BUFFER),
+            followers: Arc::default(),
         }
     }
 
@@ -221,13 +225,47 @@ impl FederationCache {
                     *self.write() = fresh;
                 }
                 self.ready.send_replace(true);
+                self.notify(None);
             }
         }
     }
 
     fn notify(&self, change: Option<Key>) {
+        {
+            let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+            // Signals nobody holds any more are dropped as they come up.
+            let signal = |tx: &watch::Sender<()>| {
+                let followed = tx.receiver_count() > 0;
+                if followed {
+                    tx.send_replace(());
+                }
+                followed
+            };
+            match &change {
+                Some(key) => {
+                    if followers.get(key).is_some_and(|tx| !signal(tx)) {
+                        followers.remove(key);
+                    }
+                }
+                None => followers.retain(|_, tx| signal(tx)),
+            }
+        }
         // Nobody listening is fine.
         let _ = self.changes.send(change);
+    }
+
+    /// A signal that fires whenever `namespace/name` changes (is applied, deleted, or may have
+    /// changed in a relist). Being a `watch`, a follower that is slow to look sees one pending
+    /// change, never a backlog.
+    pub fn follow_key(&self, namespace: &str, name: &str) -> watch::Receiver<()> {
+        let key = (namespace.to_string(), name.to_string());
+        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rx = followers
+            .entry(key)
+            .or_insert_with(|| watch::Sender::new(()))
+            .subscribe();
+        rx.mark_unchanged();
+        rx
     }
 
     /// Changes as they are applied: the key of the enablement that changed, or None after a
@@ -377,6 +415,68 @@ mod tests {
                 ("a".into(), "z".into()),
                 ("b".into(), "a".into())
             ]
+        );
+    }
+
+    #[test]
+    fn a_follower_is_signalled_for_its_enablement_only_and_after_a_relist() {
+        let cache = FederationCache::from_objects([
+            fe("ns", "a", "fleet-a", "2026-01-15T08:00:00Z"),
+            fe("ns", "b", "fleet-b", "2026-01-15T08:00:00Z"),
+        ]);
+        let a = cache.follow_key("ns", "a");
+        assert!(!a.has_changed().unwrap_or(true), "nothing yet");
+
+        cache.apply(watcher::Event::Apply(fe(
+            "ns",
+            "b",
+            "fleet-b",
+            "2026-01-15T08:00:00Z",
+        )));
+        assert!(
+            !a.has_changed().unwrap_or(true),
+            "b's change is not a's business"
+        );
+
+        cache.apply(watcher::Event::Apply(fe(
+            "ns",
+            "a",
+            "fleet-a",
+            "2026-01-15T08:00:00Z",
+        )));
+        cache.apply(watcher::Event::Apply(fe(
+            "ns",
+            "a",
+            "fleet-a",
+            "2026-01-15T08:00:00Z",
+        )));
+        let mut a = a;
+        assert!(a.has_changed().unwrap_or(false), "a's own change");
+        a.mark_unchanged();
+
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitDone);
+        assert!(
+            a.has_changed().unwrap_or(false),
+            "after a relist anything may have changed"
+        );
+
+        cache.apply(watcher::Event::Delete(fe(
+            "ns",
+            "a",
+            "fleet-a",
+            "2026-01-15T08:00:00Z",
+        )));
+        drop(a);
+        cache.apply(watcher::Event::Apply(fe(
+            "ns",
+            "a",
+            "fleet-a",
+            "2026-01-15T08:00:00Z",
+        )));
+        assert!(
+            cache.followers.lock().expect("followers").is_empty(),
+            "a signal nobody holds is dropped at the next change"
         );
     }
 }

@@ -41,18 +41,21 @@ fn json_event(kind: &str, body: &impl serde::Serialize) -> Event {
         .data(serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string()))
 }
 
-/// Waits for the next change that may concern `wanted` (None: any enablement). Returns false
-/// when the cache is gone.
-async fn next_change(
-    changes: &mut tokio::sync::broadcast::Receiver<Option<Key>>,
-    wanted: Option<&Key>,
-) -> bool {
-    loop {
-        match changes.recv().await {
-            Ok(Some(key)) if wanted.is_some_and(|w| *w != key) => continue,
-            Ok(_) | Err(RecvError::Lagged(_)) => return true,
-            Err(RecvError::Closed) => return false,
-        }
+/// What changed, as a list stream sees it.
+enum Change {
+    /// This one enablement.
+    One(Key),
+    /// Anything may have: a relist, or this stream fell behind the change buffer.
+    All,
+    /// The cache is gone.
+    Closed,
+}
+
+async fn next_change(changes: &mut tokio::sync::broadcast::Receiver<Option<Key>>) -> Change {
+    match changes.recv().await {
+        Ok(Some(key)) => Change::One(key),
+        Ok(None) | Err(RecvError::Lagged(_)) => Change::All,
+        Err(RecvError::Closed) => Change::Closed,
     }
 }
 
@@ -94,14 +97,15 @@ pub fn progress(
         state: Arc<AppState>,
         key: Key,
         who: Option<Identity>,
-        changes: tokio::sync::broadcast::Receiver<Option<Key>>,
+        changes: tokio::sync::watch::Receiver<()>,
         shown: Option<Option<FederationEnablementStatus>>,
         checked: Instant,
         done: bool,
     }
+    let key = (fe.namespace().unwrap_or_default(), fe.name_any());
     let watch = Watch {
-        changes: state.cache.subscribe(),
-        key: (fe.namespace().unwrap_or_default(), fe.name_any()),
+        changes: state.cache.follow_key(&key.0, &key.1),
+        key,
         state,
         who,
         shown: None,
@@ -114,7 +118,9 @@ pub fn progress(
                 return None;
             }
             if w.shown.is_some() {
-                if !next_change(&mut w.changes, Some(&w.key)).await {
+                // Only this enablement's changes wake this stream; several while it was busy
+                // count as one, and it then shows the latest state.
+                if w.changes.changed().await.is_err() {
                     return None;
                 }
                 let (namespace, name) = (w.key.0.clone(), w.key.1.clone());
@@ -149,21 +155,108 @@ pub fn progress(
 }
 
 /// What a list stream remembers between changes.
-struct ListWatch<T, F> {
+struct ListWatch<F> {
     state: Arc<AppState>,
     who: Option<Identity>,
     allowed: Option<BTreeSet<String>>,
     changes: tokio::sync::broadcast::Receiver<Option<Key>>,
     item: F,
-    shown: BTreeMap<Key, T>,
+    /// Each item shown, as sent (JSON): what the next change is compared with.
+    shown: BTreeMap<Key, String>,
     pending: VecDeque<Event>,
     started: bool,
     checked: Instant,
 }
 
+impl<T, F> ListWatch<F>
+where
+    T: serde::Serialize,
+    F: Fn(&FederationEnablement) -> T,
+{
+    /// The item of `fe` as the caller may see it: None when it is not visible to them.
+    fn visible_item(&self, fe: &FederationEnablement) -> Option<String> {
+        super::visible(self.allowed.as_ref(), fe)
+            .then(|| serde_json::to_string(&(self.item)(fe)).unwrap_or_else(|_| "{}".to_string()))
+    }
+
+    /// Queues the event that takes `key` from what was shown to `now`, if any.
+    fn show(&mut self, key: Key, now: Option<String>) {
+        let event = |kind: &str, data: &str| Event::default().event(kind).data(data);
+        match (self.shown.get(&key), now) {
+            (None, Some(item)) => {
+                self.pending.push_back(event("added", &item));
+                self.shown.insert(key, item);
+            }
+            (Some(old), Some(item)) if *old != item => {
+                self.pending.push_back(event("modified", &item));
+                self.shown.insert(key, item);
+            }
+            (Some(_), None) => {
+                if let Some(old) = self.shown.remove(&key) {
+                    self.pending.push_back(event("deleted", &old));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares everything shown with the cache: at the start, after a relist, after falling
+    /// behind, and when what the caller may list is asked again.
+    fn show_all(&mut self) {
+        let now: BTreeMap<Key, String> = self
+            .state
+            .cache
+            .all()
+            .iter()
+            .filter_map(|fe| {
+                Some((
+                    (fe.namespace().unwrap_or_default(), fe.name_any()),
+                    self.visible_item(fe)?,
+                ))
+            })
+            .collect();
+        let gone: Vec<Key> = self
+            .shown
+            .keys()
+            .filter(|key| !now.contains_key(*key))
+            .cloned()
+            .collect();
+        for (key, item) in now {
+            self.show(key, Some(item));
+        }
+        for key in gone {
+            self.show(key, None);
+        }
+    }
+
+    /// Asks again which namespaces the caller may list once the cached decision has expired;
+    /// true when it asked.
+    async fn refresh_allowed(&mut self) -> bool {
+        if self.allowed.is_none() || self.checked.elapsed() < DECISION_TTL {
+            return false;
+        }
+        self.checked = Instant::now();
+        let mut allowed = BTreeSet::new();
+        for namespace in self.state.cache.namespaces() {
+            if self
+                .state
+                .auth
+                .may(self.who.as_ref(), "list", Some(&namespace), None)
+                .await
+                .unwrap_or(false)
+            {
+                allowed.insert(namespace);
+            }
+        }
+        self.allowed = Some(allowed);
+        true
+    }
+}
+
 /// Every item the caller may see (`added`), then each change: `added`, `modified`, `deleted`.
 /// `allowed` says which namespaces the caller may list (None: all); `item` is the shape of one
-/// enablement on the wire (the list route's item, or the dashboard's row).
+/// enablement on the wire (the list route's item, or the dashboard's row). A change costs the
+/// stream one item, not the whole list; only a relist or falling behind costs a full compare.
 pub fn list<T, F>(
     state: Arc<AppState>,
     who: Option<Identity>,
@@ -171,7 +264,7 @@ pub fn list<T, F>(
     item: F,
 ) -> Response
 where
-    T: serde::Serialize + PartialEq + Send + Sync + 'static,
+    T: serde::Serialize + Send + 'static,
     F: Fn(&FederationEnablement) -> T + Send + Sync + 'static,
 {
     let watch = ListWatch {
@@ -190,54 +283,27 @@ where
             if let Some(event) = w.pending.pop_front() {
                 return Some((Ok(event), w));
             }
-            if w.started {
-                if !next_change(&mut w.changes, None).await {
-                    return None;
-                }
-                if w.allowed.is_some() && w.checked.elapsed() >= DECISION_TTL {
-                    // Namespaces come and go from what the caller may list: ask again.
-                    w.checked = Instant::now();
-                    let mut allowed = BTreeSet::new();
-                    for namespace in w.state.cache.namespaces() {
-                        if w.state
-                            .auth
-                            .may(w.who.as_ref(), "list", Some(&namespace), None)
-                            .await
-                            .unwrap_or(false)
-                        {
-                            allowed.insert(namespace);
-                        }
-                    }
-                    w.allowed = Some(allowed);
+            if !w.started {
+                w.started = true;
+                w.show_all();
+                continue;
+            }
+            let change = next_change(&mut w.changes).await;
+            // Namespaces come and go from what the caller may list.
+            let asked = w.refresh_allowed().await;
+            match change {
+                Change::Closed => return None,
+                Change::All => w.show_all(),
+                Change::One(_) if asked => w.show_all(),
+                Change::One(key) => {
+                    let now = w
+                        .state
+                        .cache
+                        .get(&key.0, &key.1)
+                        .and_then(|fe| w.visible_item(&fe));
+                    w.show(key, now);
                 }
             }
-            w.started = true;
-            let now: BTreeMap<Key, T> = w
-                .state
-                .cache
-                .all()
-                .iter()
-                .filter(|fe| super::visible(w.allowed.as_ref(), fe))
-                .map(|fe| {
-                    (
-                        (fe.namespace().unwrap_or_default(), fe.name_any()),
-                        (w.item)(fe),
-                    )
-                })
-                .collect();
-            for (key, item) in &now {
-                match w.shown.get(key) {
-                    None => w.pending.push_back(json_event("added", item)),
-                    Some(old) if old != item => w.pending.push_back(json_event("modified", item)),
-                    Some(_) => {}
-                }
-            }
-            for (key, item) in &w.shown {
-                if !now.contains_key(key) {
-                    w.pending.push_back(json_event("deleted", item));
-                }
-            }
-            w.shown = now;
         }
     });
     sse(events)
