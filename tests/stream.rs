@@ -316,38 +316,63 @@ async fn dashboard_row_stream_sends_rows_as_they_change() {
     );
 }
 
-/// A caller whose access is withdrawn keeps the stream until the cached decision expires, then
-/// loses it at the next change.
-#[tokio::test(start_paused = true)]
-async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expires() {
+/// Access as the in-memory API server answers it: token `t` is alice while `token_valid`;
+/// she may get and list in the namespaces of `namespaces` (None: everywhere) while `allowed`.
+struct Access {
+    token_valid: Arc<std::sync::atomic::AtomicBool>,
+    allowed: Arc<std::sync::atomic::AtomicBool>,
+    state: Arc<AppState>,
+}
+
+fn guarded(cache: &FederationCache, namespaces: Option<&'static [&'static str]>) -> Access {
     use std::sync::atomic::{AtomicBool, Ordering};
     let server = support::FakeApiServer::new();
-    server.respond("/apis/authentication.k8s.io/v1/tokenreviews", |review| {
-        let mut review = review.clone();
-        review["status"] = json!({"authenticated": true, "user": {"username": "alice"}});
-        review
-    });
+    let token_valid = Arc::new(AtomicBool::new(true));
+    let valid = token_valid.clone();
+    server.respond(
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        move |review| {
+            let mut review = review.clone();
+            review["status"] = if valid.load(Ordering::SeqCst) && review["spec"]["token"] == "t" {
+                json!({"authenticated": true, "user": {"username": "alice"}})
+            } else {
+                json!({"authenticated": false})
+            };
+            review
+        },
+    );
     let allowed = Arc::new(AtomicBool::new(true));
     let answer = allowed.clone();
     server.respond(
         "/apis/authorization.k8s.io/v1/subjectaccessreviews",
         move |review| {
+            let namespace = review["spec"]["resourceAttributes"]["namespace"].as_str();
+            let in_scope = match (namespaces, namespace) {
+                (None, _) => true,
+                (Some(list), Some(ns)) => list.contains(&ns),
+                (Some(_), None) => false,
+            };
             let mut review = review.clone();
-            review["status"] = json!({"allowed": answer.load(Ordering::SeqCst)});
+            review["status"] = json!({"allowed": answer.load(Ordering::SeqCst) && in_scope});
             review
         },
     );
-    let cache =
-        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
-    let state = Arc::new(AppState {
-        cache: cache.clone(),
-        auth: Authorizer::kubernetes(server.client()),
-        metrics: Arc::new(Metrics::new()),
-        clock: Arc::new(support::ManualClock::new()),
-    });
-    let response = router(state)
+    Access {
+        token_valid,
+        allowed,
+        state: Arc::new(AppState {
+            cache: cache.clone(),
+            auth: Authorizer::kubernetes(server.client()),
+            metrics: Arc::new(Metrics::new()),
+            clock: Arc::new(support::ManualClock::new()),
+        }),
+    }
+}
+
+async fn open_as_alice(access: &Access, uri: &str) -> Stream {
+    let response = router(access.state.clone())
         .oneshot(
-            http::Request::get(WATCH)
+            http::Request::get(uri)
                 .header("authorization", "Bearer t")
                 .body(Body::empty())
                 .expect("request"),
@@ -355,20 +380,35 @@ async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expi
         .await
         .expect("infallible");
     assert_eq!(response.status(), 200);
-    let mut stream = Stream {
+    Stream {
         body: response.into_body(),
         buffer: String::new(),
-    };
-    assert_eq!(stream.next().await.expect("first").0, "progress");
+    }
+}
 
-    allowed.store(false, Ordering::SeqCst);
-    // Within the decision's lifetime the stream goes on.
+fn change(cache: &FederationCache, progress: &str) {
     cache.apply(WatchEvent::Apply(enablement(
         "fleet-a",
         "team-a",
         Some("Running"),
-        "2/4",
+        progress,
     )));
+}
+
+/// A caller whose access is withdrawn keeps the stream until the cached decision expires, then
+/// loses it at the next change.
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expires() {
+    use std::sync::atomic::Ordering;
+    let cache =
+        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
+    let access = guarded(&cache, None);
+    let mut stream = open_as_alice(&access, WATCH).await;
+    assert_eq!(stream.next().await.expect("first").0, "progress");
+
+    access.allowed.store(false, Ordering::SeqCst);
+    // Within the decision's lifetime the stream goes on.
+    change(&cache, "2/4");
     let (name, job) = stream.next().await.expect("still allowed");
     assert_eq!(
         (name.as_str(), job["status"]["phase"].as_str()),
@@ -376,16 +416,74 @@ async fn a_stream_ends_once_the_caller_loses_access_and_the_cached_decision_expi
     );
 
     tokio::time::advance(federation_controller::http::auth::DECISION_TTL).await;
-    cache.apply(WatchEvent::Apply(enablement(
-        "fleet-a",
-        "team-a",
-        Some("Running"),
-        "3/4",
-    )));
+    change(&cache, "3/4");
     assert_eq!(
         stream.next().await,
         None,
         "the stream ends, showing nothing more"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_ends_its_stream_at_the_next_review() {
+    use std::sync::atomic::Ordering;
+    let cache =
+        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
+    let access = guarded(&cache, None);
+    let mut stream = open_as_alice(&access, WATCH).await;
+    assert_eq!(stream.next().await.expect("first").0, "progress");
+    access.token_valid.store(false, Ordering::SeqCst);
+    tokio::time::advance(federation_controller::http::auth::DECISION_TTL).await;
+    change(&cache, "2/4");
+    assert_eq!(stream.next().await, None, "RBAC alone is not enough");
+}
+
+/// A caller who may list everywhere is reviewed too; losing access ends the stream instead of
+/// showing every item deleted.
+#[tokio::test(start_paused = true)]
+async fn a_cluster_wide_list_stream_ends_when_access_is_withdrawn() {
+    use std::sync::atomic::Ordering;
+    let cache = FederationCache::from_objects([
+        enablement("fleet-a", "team-a", Some("Running"), "1/4"),
+        enablement("fleet-b", "team-b", Some("Running"), "1/4"),
+    ]);
+    let access = guarded(&cache, None);
+    let mut stream = open_as_alice(&access, "/api/v1/sso/federations?watch=true").await;
+    for _ in 0..2 {
+        assert_eq!(stream.next().await.expect("added").0, "added");
+    }
+    access.allowed.store(false, Ordering::SeqCst);
+    tokio::time::advance(federation_controller::http::auth::DECISION_TTL).await;
+    change(&cache, "2/4");
+    assert_eq!(stream.next().await, None);
+}
+
+/// The first enablement in a namespace the caller may list shows up at once, not at the next
+/// review.
+#[tokio::test(start_paused = true)]
+async fn an_enablement_in_a_new_namespace_shows_up_at_once() {
+    let cache =
+        FederationCache::from_objects([enablement("fleet-a", "team-a", Some("Running"), "1/4")]);
+    let access = guarded(&cache, Some(&["team-a", "team-new"]));
+    let mut stream = open_as_alice(&access, "/api/v1/sso/federations?watch=true").await;
+    assert_eq!(stream.next().await.expect("added").0, "added");
+    cache.apply(WatchEvent::Apply(enablement(
+        "fleet-x",
+        "team-other",
+        Some("Running"),
+        "1/4",
+    )));
+    cache.apply(WatchEvent::Apply(enablement(
+        "fleet-n",
+        "team-new",
+        Some("Running"),
+        "1/4",
+    )));
+    let (name, item) = stream.next().await.expect("added");
+    assert_eq!(
+        (name.as_str(), item["platformUuid"].as_str()),
+        ("added", Some("fleet-n")),
+        "team-other stays hidden, team-new shows"
     );
 }
 

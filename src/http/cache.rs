@@ -232,22 +232,24 @@ impl FederationCache {
 
     fn notify(&self, change: Option<Key>) {
         {
+            let index = self.read();
             let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
-            // Signals nobody holds any more are dropped as they come up.
-            let signal = |tx: &watch::Sender<()>| {
+            // A signal is kept while someone holds it and its enablement exists; a follower
+            // still sees the last signal after it is dropped (a deletion, then the end).
+            let keep = |key: &Key, tx: &watch::Sender<()>| {
                 let followed = tx.receiver_count() > 0;
                 if followed {
                     tx.send_replace(());
                 }
-                followed
+                followed && index.by_key.contains_key(key)
             };
             match &change {
                 Some(key) => {
-                    if followers.get(key).is_some_and(|tx| !signal(tx)) {
+                    if followers.get(key).is_some_and(|tx| !keep(key, tx)) {
                         followers.remove(key);
                     }
                 }
-                None => followers.retain(|_, tx| signal(tx)),
+                None => followers.retain(|key, tx| keep(key, tx)),
             }
         }
         // Nobody listening is fine.
@@ -455,23 +457,42 @@ mod tests {
         a.mark_unchanged();
 
         cache.apply(watcher::Event::Init);
+        for name in ["a", "b"] {
+            cache.apply(watcher::Event::InitApply(fe(
+                "ns",
+                name,
+                &format!("fleet-{name}"),
+                "2026-01-15T08:00:00Z",
+            )));
+        }
         cache.apply(watcher::Event::InitDone);
         assert!(
             a.has_changed().unwrap_or(false),
             "after a relist anything may have changed"
         );
 
+        a.mark_unchanged();
         cache.apply(watcher::Event::Delete(fe(
             "ns",
             "a",
             "fleet-a",
             "2026-01-15T08:00:00Z",
         )));
-        drop(a);
+        // The signal is gone with the enablement, but its last change is still seen.
+        assert!(
+            futures::executor::block_on(a.changed()).is_ok(),
+            "the deletion is seen"
+        );
+        assert!(
+            cache.followers.lock().expect("followers").is_empty(),
+            "the signal of a deleted enablement is dropped at once"
+        );
+
+        drop(cache.follow_key("ns", "b"));
         cache.apply(watcher::Event::Apply(fe(
             "ns",
-            "a",
-            "fleet-a",
+            "b",
+            "fleet-b",
             "2026-01-15T08:00:00Z",
         )));
         assert!(

@@ -163,7 +163,8 @@ async fn rows(
     let who = state.auth.authenticate(token(&headers)).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        return Ok(stream::list(state.clone(), who, allowed, row));
+        let caller = stream::Caller::new(token(&headers), who);
+        return Ok(stream::list(state.clone(), caller, allowed, row));
     }
     let items = state
         .cache

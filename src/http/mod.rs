@@ -290,7 +290,8 @@ async fn progress(
         return Err(ApiError::not_found(&fleet));
     }
     if watch {
-        return Ok(stream::progress(state.clone(), fe, who));
+        let caller = stream::Caller::new(token(&headers), who);
+        return Ok(stream::progress(state.clone(), fe, caller));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -383,7 +384,7 @@ async fn list(
     if watch {
         return Ok(stream::list(
             state.clone(),
-            who,
+            stream::Caller::new(token(&headers), who),
             allowed,
             wire::federation_item,
         ));

@@ -59,24 +59,37 @@ async fn next_change(changes: &mut tokio::sync::broadcast::Receiver<Option<Key>>
     }
 }
 
-/// Re-checks access once the cached decision may have expired; false: the caller lost it.
-async fn still_allowed(
-    state: &AppState,
-    who: Option<&Identity>,
-    verb: &'static str,
-    namespace: Option<&str>,
-    name: Option<&str>,
-    checked: &mut Instant,
-) -> bool {
-    if checked.elapsed() < DECISION_TTL {
-        return true;
+/// Who holds a stream open, and when their access was last reviewed.
+pub struct Caller {
+    /// Kept to review it again: a revoked or expired token must not keep its streams.
+    token: Option<String>,
+    who: Option<Identity>,
+    checked: Instant,
+}
+
+impl Caller {
+    pub fn new(token: Option<&str>, who: Option<Identity>) -> Self {
+        Caller {
+            token: token.map(str::to_string),
+            who,
+            checked: Instant::now(),
+        }
     }
-    *checked = Instant::now();
-    state
-        .auth
-        .may(who, verb, namespace, name)
-        .await
-        .unwrap_or(false)
+
+    /// Whether the cached decisions may have expired (never, with authentication off).
+    fn due(&self) -> bool {
+        self.who.is_some() && self.checked.elapsed() >= DECISION_TTL
+    }
+
+    /// Reviews the token again: false when it is no longer valid or names someone else, or
+    /// the review failed (the stream ends; a client that reconnects learns why).
+    async fn token_still_valid(&mut self, state: &AppState) -> bool {
+        self.checked = Instant::now();
+        matches!(
+            state.auth.authenticate(self.token.as_deref()).await,
+            Ok(Some(who)) if Some(&who) == self.who.as_ref()
+        )
+    }
 }
 
 fn finished(status: &Option<FederationEnablementStatus>) -> bool {
@@ -88,18 +101,13 @@ fn finished(status: &Option<FederationEnablementStatus>) -> bool {
 
 /// The job of `fe` now, then at every change of its status, then a last event when it reaches
 /// Success or Failed (or is gone); then the stream ends.
-pub fn progress(
-    state: Arc<AppState>,
-    fe: Arc<FederationEnablement>,
-    who: Option<Identity>,
-) -> Response {
+pub fn progress(state: Arc<AppState>, fe: Arc<FederationEnablement>, caller: Caller) -> Response {
     struct Watch {
         state: Arc<AppState>,
         key: Key,
-        who: Option<Identity>,
+        caller: Caller,
         changes: tokio::sync::watch::Receiver<()>,
         shown: Option<Option<FederationEnablementStatus>>,
-        checked: Instant,
         done: bool,
     }
     let key = (fe.namespace().unwrap_or_default(), fe.name_any());
@@ -107,9 +115,8 @@ pub fn progress(
         changes: state.cache.follow_key(&key.0, &key.1),
         key,
         state,
-        who,
+        caller,
         shown: None,
-        checked: Instant::now(),
         done: false,
     };
     let events = futures::stream::unfold(watch, |mut w| async move {
@@ -123,18 +130,16 @@ pub fn progress(
                 if w.changes.changed().await.is_err() {
                     return None;
                 }
-                let (namespace, name) = (w.key.0.clone(), w.key.1.clone());
-                let allowed = still_allowed(
-                    &w.state,
-                    w.who.as_ref(),
-                    "get",
-                    Some(&namespace),
-                    Some(&name),
-                    &mut w.checked,
-                )
-                .await;
-                if !allowed {
-                    return None;
+                if w.caller.due() {
+                    let still = w.caller.token_still_valid(&w.state).await
+                        && w.state
+                            .auth
+                            .may(w.caller.who.as_ref(), "get", Some(&w.key.0), Some(&w.key.1))
+                            .await
+                            .unwrap_or(false);
+                    if !still {
+                        return None;
+                    }
                 }
             }
             let Some(fe) = w.state.cache.get(&w.key.0, &w.key.1) else {
@@ -157,15 +162,17 @@ pub fn progress(
 /// What a list stream remembers between changes.
 struct ListWatch<F> {
     state: Arc<AppState>,
-    who: Option<Identity>,
+    caller: Caller,
+    /// The namespaces the caller may list (None: all).
     allowed: Option<BTreeSet<String>>,
+    /// Namespaces asked about since the last review and refused.
+    refused: BTreeSet<String>,
     changes: tokio::sync::broadcast::Receiver<Option<Key>>,
     item: F,
     /// Each item shown, as sent (JSON): what the next change is compared with.
     shown: BTreeMap<Key, String>,
     pending: VecDeque<Event>,
     started: bool,
-    checked: Instant,
 }
 
 impl<T, F> ListWatch<F>
@@ -229,27 +236,66 @@ where
         }
     }
 
-    /// Asks again which namespaces the caller may list once the cached decision has expired;
-    /// true when it asked.
-    async fn refresh_allowed(&mut self) -> bool {
-        if self.allowed.is_none() || self.checked.elapsed() < DECISION_TTL {
+    /// Reviews the caller again once the cached decisions have expired: false when they lost
+    /// access to anything they could see, or the review failed (the stream ends rather than
+    /// showing items deleted that were not).
+    async fn review(&mut self) -> bool {
+        if !self.caller.due() {
+            return true;
+        }
+        if !self.caller.token_still_valid(&self.state).await {
             return false;
         }
-        self.checked = Instant::now();
-        let mut allowed = BTreeSet::new();
-        for namespace in self.state.cache.namespaces() {
-            if self
-                .state
-                .auth
-                .may(self.who.as_ref(), "list", Some(&namespace), None)
-                .await
-                .unwrap_or(false)
-            {
-                allowed.insert(namespace);
+        match super::listable_namespaces(&self.state, self.caller.who.as_ref()).await {
+            Ok(allowed) => {
+                let shrunk = match (&self.allowed, &allowed) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(before), Some(now)) => !before.is_subset(now),
+                };
+                // Items the caller may no longer see were not deleted: end the stream (as an
+                // API server ends a watch) and let a reconnect show what they may see now.
+                if shrunk {
+                    return false;
+                }
+                self.refused.clear();
+                if allowed != self.allowed {
+                    self.allowed = allowed;
+                    self.show_all();
+                }
+                true
             }
+            Err(_) => false,
         }
-        self.allowed = Some(allowed);
-        true
+    }
+
+    /// A change in a namespace the caller was not asked about yet (the first enablement
+    /// there): asks now rather than at the next review.
+    async fn ask_about(&mut self, namespace: &str) -> bool {
+        let Some(allowed) = &self.allowed else {
+            return true;
+        };
+        if allowed.contains(namespace) || self.refused.contains(namespace) {
+            return true;
+        }
+        let may = self
+            .state
+            .auth
+            .may(self.caller.who.as_ref(), "list", Some(namespace), None)
+            .await;
+        match may {
+            Ok(true) => {
+                if let Some(allowed) = &mut self.allowed {
+                    allowed.insert(namespace.to_string());
+                }
+                true
+            }
+            Ok(false) => {
+                self.refused.insert(namespace.to_string());
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -259,7 +305,7 @@ where
 /// stream one item, not the whole list; only a relist or falling behind costs a full compare.
 pub fn list<T, F>(
     state: Arc<AppState>,
-    who: Option<Identity>,
+    caller: Caller,
     allowed: Option<BTreeSet<String>>,
     item: F,
 ) -> Response
@@ -270,13 +316,13 @@ where
     let watch = ListWatch {
         changes: state.cache.subscribe(),
         state,
-        who,
+        caller,
         allowed,
+        refused: BTreeSet::new(),
         item,
         shown: BTreeMap::new(),
         pending: VecDeque::new(),
         started: false,
-        checked: Instant::now(),
     };
     let events = futures::stream::unfold(watch, |mut w| async move {
         loop {
@@ -289,13 +335,16 @@ where
                 continue;
             }
             let change = next_change(&mut w.changes).await;
-            // Namespaces come and go from what the caller may list.
-            let asked = w.refresh_allowed().await;
+            if !w.review().await {
+                return None;
+            }
             match change {
                 Change::Closed => return None,
                 Change::All => w.show_all(),
-                Change::One(_) if asked => w.show_all(),
                 Change::One(key) => {
+                    if !w.ask_about(&key.0).await {
+                        return None;
+                    }
                     let now = w
                         .state
                         .cache

@@ -54,6 +54,11 @@ pub fn artifacts_dir() -> PathBuf {
 /// A chromedriver process and one browser session; both end on drop (or `close`).
 pub struct Browser {
     pub client: Client,
+    _processes: Processes,
+}
+
+/// chromedriver and the Chromium it started, ended on drop.
+struct Processes {
     driver: Child,
     profile: PathBuf,
 }
@@ -65,17 +70,21 @@ impl Browser {
             .expect("free port")
             .port();
         let logs = artifacts_dir().join(format!("chromedriver-{port}.log"));
-        let driver = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", logs.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
         // A fresh profile: nothing from an earlier run, no session storage carried over.
         let profile =
             std::env::temp_dir().join(format!("federation-browser-{}-{port}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
+        // Owned from the start, so a panic while the session is made ends both processes.
+        let processes = Processes {
+            driver: Command::new(driver)
+                .arg(format!("--port={port}"))
+                .arg(format!("--log-path={}", logs.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+            profile: profile.clone(),
+        };
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".to_string(),
@@ -107,8 +116,7 @@ impl Browser {
         };
         Browser {
             client,
-            driver,
-            profile,
+            _processes: processes,
         }
     }
 
@@ -164,17 +172,32 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+impl Drop for Processes {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
-        // Chromium outlives a killed chromedriver: end whatever runs on this test's profile.
+        // Chromium outlives a killed chromedriver: end whatever runs on exactly this profile.
         let _ = Command::new("pkill")
             .args(["-f", "--"])
-            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .arg(format!(
+                "--user-data-dir={}( |$)",
+                regex_escape(&self.profile.display().to_string())
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// `text` as a literal in an extended regular expression (pkill's pattern).
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars() {
+        if r"\.^$|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

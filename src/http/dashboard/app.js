@@ -22,7 +22,12 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
-class AuthNeeded extends Error {}
+class AuthNeeded extends Error {
+  constructor(message, token) {
+    super(message);
+    this.token = token; // the token the refused request carried (null: none)
+  }
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -48,31 +53,37 @@ async function streamEvents(url, signal, onOpen, onEvent) {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(url, { headers, signal, cache: 'no-store' });
-  if (response.status === 401) throw new AuthNeeded(await errorMessage(response));
+  if (response.status === 401) throw new AuthNeeded(await errorMessage(response), token);
   if (!response.ok) throw new Error(await errorMessage(response));
   onOpen();
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n?/g, '\n');
-    let end;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = 'message';
-      const data = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue; // heartbeat
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') name = text;
-        else if (field === 'data') data.push(text);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      // Line ends may be CRLF or CR; a CR at the end may be half of a CRLF split across reads.
+      buffer = (buffer + value).replace(/\r\n/g, '\n').replace(/\r(?!$)/g, '\n');
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = 'message';
+        const data = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith(':')) continue; // heartbeat
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+          if (field === 'event') name = text;
+          else if (field === 'data') data.push(text);
+        }
+        if (data.length > 0) onEvent(name, JSON.parse(data.join('\n')));
       }
-      if (data.length > 0) onEvent(name, JSON.parse(data.join('\n')));
     }
+  } finally {
+    // A parse error or an abort must not leave the connection open.
+    reader.cancel().catch(() => {});
   }
 }
 
@@ -109,12 +120,14 @@ function onLogin(event) {
   waiters.forEach((resolve) => resolve());
 }
 
-// A 401: the first time, ask; with a token already stored, it was refused: forget it and ask.
+// A 401: the first time, ask; with a token, it was refused: forget it and ask. A request sent
+// before the user signed in carries no token (or an older one): just try again.
 async function handleAuth(error) {
-  const had = sessionStorage.getItem(TOKEN_KEY);
+  const stored = sessionStorage.getItem(TOKEN_KEY);
+  if (stored && stored !== error.token) return;
   sessionStorage.removeItem(TOKEN_KEY);
   $('forget-token').hidden = true;
-  await askForToken(had ? `The token was refused: ${error.message}` : '');
+  await askForToken(error.token ? `The token was refused: ${error.message}` : '');
 }
 
 // --- The table, from the row stream.
@@ -283,6 +296,7 @@ async function followProgress(fleet) {
   const abort = new AbortController();
   state.timelineAbort = abort;
   state.timelineFollowing = true;
+  state.jobGone = false;
   const url = `/v1/clustergroups/${encodeURIComponent(fleet)}/federations/progress?watch=true`;
   let delay = RECONNECT_MIN_MS;
   try {
@@ -292,6 +306,7 @@ async function followProgress(fleet) {
           if (name === 'deleted') {
             state.jobGone = true;
           } else {
+            state.jobGone = false;
             state.job = job;
             const serverNow = goTime(job.metadata.annotations.currentTimestamp);
             if (serverNow !== null) state.skewMs = serverNow - Date.now();
@@ -299,8 +314,10 @@ async function followProgress(fleet) {
           renderTimeline();
         });
         // The stream ends when the job is Success or Failed (or gone): the timeline stays as
-        // it is until the table shows the job moving again (a retry or a new run).
-        return;
+        // it is until the table shows the job moving again (a retry or a new run). Ended
+        // otherwise (a replica restarting), it is opened again.
+        const phase = state.job && state.job.status.phase;
+        if (state.jobGone || phase === 'Success' || phase === 'Failed') return;
       } catch (error) {
         if (abort.signal.aborted) return;
         if (error instanceof AuthNeeded) {
@@ -318,8 +335,9 @@ async function followProgress(fleet) {
 }
 
 function onSelectedRowChange(row, name) {
+  // Several enablements may name a fleet (the oldest owns it): one going is not the end.
   if (name === 'deleted') {
-    state.jobGone = true;
+    if (selectedRow() === null) state.jobGone = true;
     renderTimeline();
     return;
   }
@@ -328,11 +346,17 @@ function onSelectedRowChange(row, name) {
   else renderTimeline();
 }
 
+// The row of the job shown: the enablement the progress stream names, among those naming the
+// selected fleet.
 function selectedRow() {
+  const owner = state.job && state.job.spec.resourceName;
+  let any = null;
   for (const row of state.rows.values()) {
-    if (row.clusterGroupID === state.selected) return row;
+    if (row.clusterGroupID !== state.selected) continue;
+    if (row.name === owner) return row;
+    any = any || row;
   }
-  return null;
+  return any;
 }
 
 function renderTimeline() {
