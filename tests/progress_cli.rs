@@ -112,6 +112,9 @@ struct Behaviour {
     require_token: Option<&'static str>,
     /// End the first event stream right after its first event.
     cut_first_stream: bool,
+    /// Answer the n-th request (from 1) with this status and body, as a proxy in front of a
+    /// restarting replica does.
+    proxy_error: Option<(usize, http::StatusCode, &'static str)>,
 }
 
 struct Server {
@@ -185,14 +188,19 @@ async fn observe(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let first = {
+    let nth = {
         let mut seen = record.lock().expect("lock");
         seen.push(Seen {
             uri: request.uri().to_string(),
             authorization: authorization.clone(),
         });
-        seen.len() == 1
+        seen.len()
     };
+    if let Some((at, status, body)) = behaviour.proxy_error
+        && at == nth
+    {
+        return (status, [("content-type", "text/plain")], body).into_response();
+    }
     if let Some(token) = behaviour.require_token
         && authorization != Some(format!("Bearer {token}"))
     {
@@ -205,7 +213,7 @@ async fn observe(
             .into_response();
     }
     let response = next.run(request).await;
-    if !(behaviour.cut_first_stream && first) {
+    if !(behaviour.cut_first_stream && nth == 1) {
         return response;
     }
     // Pass bytes on until the first event is complete, then end the body.
@@ -484,6 +492,69 @@ fn a_stream_cut_before_the_job_ends_is_resumed() {
         stdout.matches("2/4  Running").count(),
         1,
         "the same state again is not shown twice: {stdout}"
+    );
+}
+
+const ENVOY_503: &str = "upstream connect error or disconnect/reset before headers\n";
+
+#[test]
+fn a_proxy_error_while_reconnecting_is_retried_like_a_lost_connection() {
+    let server = Server::start(
+        vec![enablement("fleet-a", running())],
+        Behaviour {
+            cut_first_stream: true,
+            proxy_error: Some((2, http::StatusCode::SERVICE_UNAVAILABLE, ENVOY_503)),
+            ..Behaviour::default()
+        },
+    );
+    let run = watch(&server);
+    server.wait_for_requests(3);
+    server.set(enablement("fleet-a", succeeded()));
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("4/4  Success"), "{stdout}");
+}
+
+#[test]
+fn a_proxy_error_before_the_first_connection_is_an_error_exit() {
+    let server = Server::start(
+        vec![enablement("fleet-a", running())],
+        Behaviour {
+            proxy_error: Some((1, http::StatusCode::BAD_GATEWAY, ENVOY_503)),
+            ..Behaviour::default()
+        },
+    );
+    let (code, stdout, stderr) = watch(&server).finish();
+    assert_eq!((code, stdout.as_str()), (2, ""), "{stderr}");
+    assert!(
+        stderr.contains("answered 502: upstream connect error"),
+        "{stderr}"
+    );
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[test]
+fn an_error_page_reaches_the_terminal_on_one_line_without_its_escape_sequences() {
+    let server = Server::start(
+        vec![],
+        Behaviour {
+            proxy_error: Some((
+                1,
+                http::StatusCode::BAD_GATEWAY,
+                "<html>\r\n<title>\x1b]0;owned\x07\x1b[2J502</title>\r\n</html>\r\n",
+            )),
+            ..Behaviour::default()
+        },
+    );
+    let (code, _, stderr) = progress(&["fleet-a", "--server", &server.url]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {}/v1/clustergroups/fleet-a/federations/progress answered 502: \
+             <html> <title>\\u{{1b}}]0;owned\\u{{7}}\\u{{1b}}[2J502</title> </html> (Bad Gateway)\n",
+            server.url
+        )
     );
 }
 

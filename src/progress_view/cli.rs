@@ -11,6 +11,7 @@ use jiff::Timestamp;
 use super::cluster::{Cluster, ClusterWatch};
 use super::live::{self, Source, View};
 use super::model::{self, Update};
+use super::render;
 use super::server::{Server, ServerWatch};
 use super::{Error, Outcome};
 
@@ -105,7 +106,8 @@ pub async fn run(args: ProgressArgs) -> ExitCode {
     match view(&args).await {
         Ok(outcome) => outcome.exit_code(),
         Err(error) => {
-            eprintln!("error: {error}");
+            // Server and API server text reaches errors too (an unknown phase, a name).
+            eprintln!("error: {}", render::printable(&error.to_string()));
             error.exit_code()
         }
     }

@@ -102,10 +102,10 @@ impl Cluster {
         let config = watcher::Config::default().fields(&format!("metadata.name={}", fe.name_any()));
         ClusterWatch {
             events: watcher(api, config).default_backoff().boxed(),
-            uid: fe.uid(),
-            enablement: format!("FederationEnablement {namespace}/{}", fe.name_any()),
-            seen: false,
-            errors: 0,
+            following: Following::new(
+                fe.uid(),
+                format!("FederationEnablement {namespace}/{}", fe.name_any()),
+            ),
         }
     }
 }
@@ -114,55 +114,249 @@ impl Cluster {
 /// enablement, so this one counts as deleted.
 pub struct ClusterWatch {
     events: BoxStream<'static, Result<watcher::Event<FederationEnablement>, watcher::Error>>,
-    uid: Option<String>,
-    enablement: String,
-    /// Seen since the watch last (re)listed.
-    seen: bool,
-    errors: u32,
+    following: Following,
 }
 
 impl ClusterWatch {
     /// The next state of the job; `Deleted` when the enablement is gone.
     pub async fn next(&mut self) -> Result<Update, Error> {
-        let deleted = |w: &Self| Error::Deleted {
-            enablement: w.enablement.clone(),
-        };
         loop {
             let Some(event) = self.events.next().await else {
                 return Err(Error::Watch {
-                    enablement: self.enablement.clone(),
+                    enablement: self.following.enablement.clone(),
                     reason: "the watch ended".to_string(),
                 });
             };
-            match event {
-                Ok(watcher::Event::Apply(fe) | watcher::Event::InitApply(fe)) => {
-                    self.errors = 0;
-                    if fe.uid() != self.uid {
-                        return Err(deleted(self));
-                    }
-                    self.seen = true;
-                    return Ok(Update {
-                        job: model::from_enablement(&fe),
-                        server_now: None,
-                    });
-                }
-                Ok(watcher::Event::Delete(_)) => return Err(deleted(self)),
-                Ok(watcher::Event::Init) => {
-                    self.errors = 0;
-                    self.seen = false;
-                }
-                Ok(watcher::Event::InitDone) if !self.seen => return Err(deleted(self)),
-                Ok(watcher::Event::InitDone) => {}
-                Err(error) => {
-                    self.errors += 1;
-                    if self.errors >= WATCH_ERRORS {
-                        return Err(Error::Watch {
-                            enablement: self.enablement.clone(),
-                            reason: error.to_string(),
-                        });
-                    }
-                }
+            if let Some(result) = self.following.on(event) {
+                return result;
             }
         }
+    }
+}
+
+/// What a watch knows of its enablement between two events. Apart from the stream, so what
+/// each event means is tested without an API server.
+struct Following {
+    uid: Option<String>,
+    enablement: String,
+    /// Seen since the watch last (re)listed.
+    seen: bool,
+    /// Watch errors in a row.
+    errors: u32,
+}
+
+impl Following {
+    fn new(uid: Option<String>, enablement: String) -> Self {
+        Following {
+            uid,
+            enablement,
+            seen: false,
+            errors: 0,
+        }
+    }
+
+    fn deleted(&self) -> Error {
+        Error::Deleted {
+            enablement: self.enablement.clone(),
+        }
+    }
+
+    /// What `event` means for the view: a state to show, the end of the view (`Deleted`, or
+    /// `Watch` after [`WATCH_ERRORS`] errors in a row), or nothing yet (`None`). A relist
+    /// (`Init`, `InitApply`..., `InitDone`) without the enablement means it was deleted while
+    /// the watch was down.
+    fn on(
+        &mut self,
+        event: Result<watcher::Event<FederationEnablement>, watcher::Error>,
+    ) -> Option<Result<Update, Error>> {
+        match event {
+            Ok(watcher::Event::Apply(fe) | watcher::Event::InitApply(fe)) => {
+                self.errors = 0;
+                if fe.uid() != self.uid {
+                    return Some(Err(self.deleted()));
+                }
+                self.seen = true;
+                Some(Ok(Update {
+                    job: model::from_enablement(&fe),
+                    server_now: None,
+                }))
+            }
+            Ok(watcher::Event::Delete(_)) => Some(Err(self.deleted())),
+            Ok(watcher::Event::Init) => {
+                self.errors = 0;
+                self.seen = false;
+                None
+            }
+            Ok(watcher::Event::InitDone) if !self.seen => Some(Err(self.deleted())),
+            Ok(watcher::Event::InitDone) => None,
+            Err(error) => {
+                self.errors += 1;
+                (self.errors >= WATCH_ERRORS).then(|| {
+                    Err(Error::Watch {
+                        enablement: self.enablement.clone(),
+                        reason: error.to_string(),
+                    })
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::JobPhase;
+    use serde_json::json;
+
+    fn enablement(uid: &str, phase: &str) -> FederationEnablement {
+        serde_json::from_value(json!({
+            "apiVersion": "federation.fleet.dev/v1alpha1",
+            "kind": "FederationEnablement",
+            "metadata": {"name": "fleet-a", "namespace": "team-a", "uid": uid},
+            "spec": {"clusterGroupID": "fleet-a",
+                "chart": {"repository": "oci://r.example/c", "name": "c", "version": "1"}},
+            "status": {"phase": phase},
+        }))
+        .expect("enablement")
+    }
+
+    fn following() -> Following {
+        Following::new(
+            Some("uid-1".to_string()),
+            "FederationEnablement team-a/fleet-a".to_string(),
+        )
+    }
+
+    type Event = Result<watcher::Event<FederationEnablement>, watcher::Error>;
+
+    /// The phase shown for each event that shows one, then how the view ended (if it did).
+    fn feed(following: &mut Following, events: Vec<Event>) -> (Vec<JobPhase>, Option<Error>) {
+        let mut shown = Vec::new();
+        for event in events {
+            match following.on(event) {
+                Some(Ok(update)) => shown.push(update.job.standing.phase),
+                Some(Err(error)) => return (shown, Some(error)),
+                None => {}
+            }
+        }
+        (shown, None)
+    }
+
+    fn apply(uid: &str, phase: &str) -> Event {
+        Ok(watcher::Event::Apply(enablement(uid, phase)))
+    }
+
+    fn init_apply(uid: &str, phase: &str) -> Event {
+        Ok(watcher::Event::InitApply(enablement(uid, phase)))
+    }
+
+    fn failure() -> Event {
+        Err(watcher::Error::NoResourceVersion)
+    }
+
+    fn is_deleted(error: &Option<Error>) -> bool {
+        matches!(error, Some(Error::Deleted { enablement }) if enablement == "FederationEnablement team-a/fleet-a")
+    }
+
+    #[test]
+    fn each_change_of_the_enablement_is_shown() {
+        let (shown, end) = feed(
+            &mut following(),
+            vec![apply("uid-1", "Running"), apply("uid-1", "Success")],
+        );
+        assert_eq!(shown, [JobPhase::Running, JobPhase::Success]);
+        assert!(end.is_none());
+    }
+
+    #[test]
+    fn a_relist_that_still_holds_the_enablement_goes_on() {
+        let mut following = following();
+        let (shown, end) = feed(
+            &mut following,
+            vec![
+                Ok(watcher::Event::Init),
+                init_apply("uid-1", "Running"),
+                Ok(watcher::Event::InitDone),
+                // A second relist, after the watch was down again.
+                Ok(watcher::Event::Init),
+                init_apply("uid-1", "Running"),
+                Ok(watcher::Event::InitDone),
+                apply("uid-1", "Success"),
+            ],
+        );
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(
+            shown,
+            [JobPhase::Running, JobPhase::Running, JobPhase::Success]
+        );
+    }
+
+    #[test]
+    fn a_relist_without_the_enablement_means_it_was_deleted() {
+        let (shown, end) = feed(
+            &mut following(),
+            vec![
+                apply("uid-1", "Running"),
+                Ok(watcher::Event::Init),
+                Ok(watcher::Event::InitDone),
+                apply("uid-1", "Running"),
+            ],
+        );
+        assert_eq!(shown, [JobPhase::Running]);
+        assert!(is_deleted(&end), "{end:?}");
+    }
+
+    #[test]
+    fn an_enablement_recreated_with_a_new_uid_counts_as_deleted() {
+        for recreated in [
+            vec![apply("uid-2", "Pending")],
+            vec![
+                Ok(watcher::Event::Init),
+                init_apply("uid-2", "Pending"),
+                Ok(watcher::Event::InitDone),
+            ],
+        ] {
+            let (shown, end) = feed(&mut following(), recreated);
+            assert!(shown.is_empty(), "{shown:?}");
+            assert!(is_deleted(&end), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_delete_event_ends_the_view() {
+        let (_, end) = feed(
+            &mut following(),
+            vec![Ok(watcher::Event::Delete(enablement("uid-1", "Running")))],
+        );
+        assert!(is_deleted(&end), "{end:?}");
+    }
+
+    #[test]
+    fn watch_errors_end_the_view_only_when_they_come_in_a_row_up_to_the_limit() {
+        let mut following = following();
+        let almost: Vec<Event> = (1..WATCH_ERRORS).map(|_| failure()).collect();
+        let (_, end) = feed(&mut following, almost);
+        assert!(
+            end.is_none(),
+            "{} errors are not enough: {end:?}",
+            WATCH_ERRORS - 1
+        );
+
+        // An event in between starts the count again.
+        let mut events = vec![apply("uid-1", "Running")];
+        events.extend((1..WATCH_ERRORS).map(|_| failure()));
+        events.push(Ok(watcher::Event::Init));
+        events.extend((1..WATCH_ERRORS).map(|_| failure()));
+        let (shown, end) = feed(&mut following, events);
+        assert_eq!(shown, [JobPhase::Running]);
+        assert!(end.is_none(), "{end:?}");
+
+        let (_, end) = feed(&mut following, vec![failure()]);
+        assert!(
+            matches!(&end, Some(Error::Watch { enablement, reason })
+                if enablement == "FederationEnablement team-a/fleet-a"
+                    && reason.contains("resourceVersion")),
+            "{end:?}"
+        );
     }
 }

@@ -16,6 +16,8 @@ use crate::api::{
 pub const ENABLE_JOB: &str = "CreateFederationContainer";
 /// `spec.type` of the teardown shown while an enablement is being deleted.
 pub const TEARDOWN_JOB: &str = "DeleteFederation";
+/// The reason of a job whose spec changed since the controller last wrote its status.
+pub const NOT_OBSERVED_YET: &str = "NotObservedYet";
 
 /// One job: the enablement's current run, or its teardown while it is being deleted.
 #[derive(Clone, Debug, PartialEq)]
@@ -181,8 +183,33 @@ fn step_of<T: std::fmt::Display>(step: &StepStatus<T>, max_attempts: Option<u32>
     }
 }
 
+/// The job the controller has not looked at since its spec changed to `generation`: Pending,
+/// with no steps started, as nothing in the status says anything about this spec yet.
+fn not_observed_yet(generation: i64, observed: i64) -> (Standing<JobPhase>, Vec<StepView>) {
+    let message = format!(
+        "the controller has not acted on generation {generation} of the spec yet; \
+         the status is of generation {observed}"
+    );
+    (
+        standing(
+            JobPhase::Pending,
+            &Some(NOT_OBSERVED_YET.to_string()),
+            &Some(message),
+            &None,
+            &None,
+        ),
+        Vec::new(),
+    )
+}
+
 /// The job of an enablement read from the cluster: its teardown while it is being deleted (as
 /// the progress route shows it), else its current run.
+///
+/// Right after a change of the spec (`kubectl apply`), the status is still the previous run's
+/// until the controller acts on it: while `status.observedGeneration` is below
+/// `metadata.generation` the run is shown as Pending ([`NOT_OBSERVED_YET`]), so its old
+/// Success or Failed is no outcome. A teardown is shown as it is: the controller writes it
+/// only once the deletion is under way, and does not move `observedGeneration` for it.
 pub fn from_enablement(fe: &FederationEnablement) -> JobView {
     let empty = Default::default();
     let status = fe.status.as_ref().unwrap_or(&empty);
@@ -190,8 +217,12 @@ pub fn from_enablement(fe: &FederationEnablement) -> JobView {
         .teardown
         .as_ref()
         .filter(|_| status.phase == Some(JobPhase::Deleting));
-    let (type_, standing, steps) = match teardown {
-        Some(t) => (
+    let unobserved = match (fe.metadata.generation, status.observed_generation) {
+        (Some(generation), Some(observed)) if observed < generation => Some((generation, observed)),
+        _ => None,
+    };
+    let (type_, standing, steps) = match (teardown, unobserved) {
+        (Some(t), _) => (
             TEARDOWN_JOB,
             standing(
                 t.phase,
@@ -202,7 +233,11 @@ pub fn from_enablement(fe: &FederationEnablement) -> JobView {
             ),
             t.steps.iter().map(|s| step_of(s, None)).collect(),
         ),
-        None => {
+        (None, Some((generation, observed))) => {
+            let (standing, steps) = not_observed_yet(generation, observed);
+            (ENABLE_JOB, standing, steps)
+        }
+        (None, None) => {
             let max_attempts = u32::try_from(fe.spec.backoff_limit)
                 .ok()
                 .map(|retries| retries + 1);
@@ -328,6 +363,10 @@ impl<P: Phase> From<WireStatus<P>> for Standing<P> {
 
 /// The job in an answer of `GET /v1/clustergroups/{fleet}/federations/progress` (or the data of
 /// one of its `progress` events). The route says neither attempts nor messages.
+///
+/// Nor generations: unlike [`from_enablement`], this cannot tell a status written for an
+/// earlier spec from a current one, so for the moment between a change of the spec and the
+/// controller acting on it, the view (and its exit code) is the previous run's.
 pub fn from_wire(fleet: &str, json: &str) -> Result<Update, Error> {
     let job: WireJob = serde_json::from_str(json).map_err(|e| Error::BadAnswer {
         detail: format!("the progress JSON: {e}"),
@@ -488,6 +527,67 @@ mod tests {
         assert_eq!(cert.standing.completion, Some(ts("2026-01-15T08:00:09Z")));
         assert_eq!(job.done(), 2);
         assert_eq!(job.outcome(), Some(Outcome::Failed));
+    }
+
+    /// The enablement with `metadata.generation` and `status.observedGeneration`.
+    fn at_generation(
+        mut status: serde_json::Value,
+        generation: i64,
+        observed: i64,
+    ) -> FederationEnablement {
+        status["observedGeneration"] = json!(observed);
+        let mut fe = enablement(status);
+        fe.metadata.generation = Some(generation);
+        fe
+    }
+
+    #[test]
+    fn a_status_of_an_earlier_spec_is_not_yet_observed_and_no_outcome() {
+        let job = from_enablement(&at_generation(failed_status(), 2, 1));
+        assert_eq!(job.type_, ENABLE_JOB);
+        assert_eq!(job.standing.phase, JobPhase::Pending);
+        assert_eq!(job.standing.reason.as_deref(), Some(NOT_OBSERVED_YET));
+        assert_eq!((job.standing.start, job.standing.completion), (None, None));
+        assert_eq!(names(&job), SubJobType::ALL.map(SubJobType::as_str));
+        assert!(
+            job.steps
+                .iter()
+                .all(|s| s.standing.phase == SubJobPhase::Pending && s.attempts.is_none()),
+            "the previous run's steps are not this spec's: {job:?}"
+        );
+        assert_eq!(job.outcome(), None);
+    }
+
+    #[test]
+    fn a_status_of_the_current_spec_or_without_generations_is_the_outcome() {
+        let observed = from_enablement(&at_generation(failed_status(), 2, 2));
+        assert_eq!(observed.outcome(), Some(Outcome::Failed));
+        let mut no_observed = failed_status();
+        no_observed["observedGeneration"] = json!(null);
+        let mut no_observed = enablement(no_observed);
+        no_observed.metadata.generation = Some(2);
+        assert_eq!(
+            from_enablement(&no_observed).outcome(),
+            Some(Outcome::Failed)
+        );
+        let mut no_generation = at_generation(failed_status(), 2, 1);
+        no_generation.metadata.generation = None;
+        assert_eq!(
+            from_enablement(&no_generation).outcome(),
+            Some(Outcome::Failed)
+        );
+    }
+
+    #[test]
+    fn a_teardown_is_shown_whatever_generation_the_status_observed() {
+        let mut status = failed_status();
+        status["phase"] = json!("Deleting");
+        status["teardown"] = json!({"jobUID": "t-1", "phase": "Running", "steps": []});
+        let job = from_enablement(&at_generation(status, 3, 2));
+        assert_eq!(
+            (job.type_.as_str(), job.standing.phase),
+            (TEARDOWN_JOB, JobPhase::Running)
+        );
     }
 
     #[test]

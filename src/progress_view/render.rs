@@ -11,6 +11,7 @@
 //! └─ · InstallFederationChart  Pending
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
@@ -72,6 +73,30 @@ pub struct Tree {
     pub rows: Vec<Row>,
 }
 
+/// `text` safe to put on a terminal, whatever a broken or hostile source sent: every control
+/// character (C0, DEL and C1: escape sequences start with one) and every bidirectional override
+/// (which reorders what is shown) becomes its Rust escape, `\u{1b}`, `\r`, so it shows
+/// instead of acting. Line breaks too: one piece of text is one line here, and a caller that means
+/// several lines splits them first (as failure messages are), so a stray `\r` or `\n` cannot
+/// rewrite or forge the lines around it.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    fn unprintable(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unprintable) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unprintable(c) {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
 /// `850ms`, `4.2s`, `42s`, `3m05s`, `1h02m`; negative (clocks apart) shows as `0ms`.
 pub fn duration(d: SignedDuration) -> String {
     let millis = d.as_millis().max(0);
@@ -94,12 +119,12 @@ fn elapsed<P>(standing: &Standing<P>, now: Timestamp) -> String {
 }
 
 /// The reason, when it says more than the phase does (a success needs none).
-fn telling<P: Phase>(standing: &Standing<P>) -> &str {
+fn telling<P: Phase>(standing: &Standing<P>) -> Cow<'_, str> {
     match standing.reason.as_deref() {
-        Some("Pending" | "Running" | "Succeeded") | None => "",
-        Some(_) if standing.phase.succeeded() => "",
-        Some(reason) if reason == standing.phase.word() => "",
-        Some(reason) => reason,
+        Some("Pending" | "Running" | "Succeeded") | None => Cow::Borrowed(""),
+        Some(_) if standing.phase.succeeded() => Cow::Borrowed(""),
+        Some(reason) if reason == standing.phase.word() => Cow::Borrowed(""),
+        Some(reason) => printable(reason),
     }
 }
 
@@ -110,7 +135,7 @@ fn failure_lines<P: Phase>(standing: &Standing<P>, indent: &str) -> Vec<String> 
         .iter()
         .filter(|_| standing.phase.failed())
         .flat_map(|message| message.lines())
-        .map(|line| format!("{indent}{line}"))
+        .map(|line| format!("{indent}{}", printable(line)))
         .collect()
 }
 
@@ -155,11 +180,11 @@ pub fn tree(job: &JobView, now: Timestamp) -> Tree {
         .iter()
         .map(|step| {
             [
-                step.type_.clone(),
+                printable(&step.type_).into_owned(),
                 step.standing.phase.word().to_string(),
                 elapsed(&step.standing, now),
                 attempts(step),
-                telling(&step.standing).to_string(),
+                telling(&step.standing).into_owned(),
             ]
         })
         .collect();
@@ -190,14 +215,15 @@ pub fn tree(job: &JobView, now: Timestamp) -> Tree {
         })
         .collect();
     let state = match telling(&job.standing) {
-        "" => job.standing.phase.word().to_string(),
+        reason if reason.is_empty() => job.standing.phase.word().to_string(),
         reason => format!("{} ({reason})", job.standing.phase.word()),
     };
+    let (fleet, type_) = (printable(&job.fleet), printable(&job.type_));
     Tree {
         title: if job.enablement.is_empty() || job.enablement == job.fleet {
-            format!("{}  {}", job.fleet, job.type_)
+            format!("{fleet}  {type_}")
         } else {
-            format!("{} ({})  {}", job.fleet, job.enablement, job.type_)
+            format!("{fleet} ({})  {type_}", printable(&job.enablement))
         },
         state: columns(&[(&state, 0), (&elapsed(&job.standing, now), 0)]),
         done: job.done(),
@@ -268,6 +294,43 @@ mod tests {
         );
         job.standing.reason = Some("Running".into());
         job
+    }
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_shown_escaped() {
+        assert_eq!(
+            printable("ok\x1b]0;pwned\x07\x1b[2J\u{9b}31m\r\n\t\u{7f}\u{202e}txt.exe"),
+            "ok\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{9b}31m\\r\\n\\t\\u{7f}\\u{202e}txt.exe"
+        );
+        assert!(matches!(
+            printable("flotte-é ✓ \\u{1b} {x}"),
+            Cow::Borrowed("flotte-é ✓ \\u{1b} {x}")
+        ));
+    }
+
+    #[test]
+    fn nothing_a_source_sends_reaches_the_terminal_as_a_control_character() {
+        let mut cert = step("CreateCert\x1b[2K", SubJobPhase::Failed);
+        cert.standing.reason = Some("Bad\x1b[31mReason".into());
+        cert.standing.message = Some("line one\x1b[1A\nline two\rforged".into());
+        let mut failed = job(JobPhase::Failed, vec![cert]);
+        failed.enablement = "team-a/\u{9b}2J".into();
+        failed.type_ = "Create\x07".into();
+        failed.standing.reason = Some("Why\x1b[?25l".into());
+        failed.standing.message = Some("job\x1bc message".into());
+        let text = tree(&failed, ts("2026-01-15T08:00:05Z")).to_string();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(
+            text,
+            "fleet-a (team-a/\\u{9b}2J)  Create\\u{7}  0/1  Failed (Why\\u{1b}[?25l)  5.0s\n\
+             \x20 job\\u{1b}c message\n\
+             └─ ✗ CreateCert\\u{1b}[2K  Failed  5.0s  Bad\\u{1b}[31mReason\n\
+             \x20      line one\\u{1b}[1A\n\
+             \x20      line two\\rforged\n"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The controller's HTTP API as a source (`--server`): one GET of the progress route, or its
 //! event stream for `--watch`, reconnecting when a stream breaks before the job ends (a
-//! controller replica restarting, a proxy timing out).
+//! controller replica restarting, a proxy timing out or answering 503 meanwhile).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::model::{self, Update};
+use super::render::printable;
 use super::sse::SseParser;
 use super::{Error, Token};
 
@@ -30,6 +31,7 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3 * crate::http::stream::HEARTBEAT.as_secs());
 /// Failed reconnections in a row before the watch gives up (backoff 1, 2, 4, 8, 16, 16... s).
 const RECONNECTS: u32 = 8;
+/// The most a one-shot answer, or a line or an event of the stream, may be.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 /// `{"error_code", "error_msg"}`, the route's errors.
@@ -190,20 +192,24 @@ impl Server {
             .unwrap_or_default();
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(error) => (error.error_code, error.error_msg),
+            // A proxy's page (often HTML over several lines), as one line.
             Err(_) => (
                 status.canonical_reason().unwrap_or("error").to_string(),
                 String::from_utf8_lossy(&body)
-                    .trim()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
                     .chars()
                     .take(300)
                     .collect(),
             ),
         };
+        // Whoever answered wrote these; they are printed on the user's terminal.
         Err(Error::Refused {
             url,
             status: status.as_u16(),
-            code,
-            message,
+            code: printable(&code).into_owned(),
+            message: printable(&message).into_owned(),
         })
     }
 
@@ -228,11 +234,26 @@ impl Server {
             server: self.clone(),
             fleet: fleet.to_string(),
             body: None,
-            parser: SseParser::default(),
+            parser: SseParser::new(MAX_ANSWER_BYTES),
             connected_once: false,
             failures: 0,
             retry_at: None,
         }
+    }
+}
+
+/// An answer that says the controller is away for a moment rather than that the watch is
+/// wrong: no answer at all, a proxy's 502/503/504 while a replica restarts, any other 5xx, or a
+/// 429. Once the stream has been seen, these are retried like a lost connection; 401, 403 and
+/// 404 (and any other 4xx) stay final, as retrying cannot change them.
+fn passing(error: &Error) -> bool {
+    match error {
+        Error::Unreachable { .. } => true,
+        Error::Refused { status, .. } => {
+            *status == StatusCode::TOO_MANY_REQUESTS.as_u16()
+                || StatusCode::from_u16(*status).is_ok_and(|s| s.is_server_error())
+        }
+        _ => false,
     }
 }
 
@@ -253,7 +274,8 @@ pub struct ServerWatch {
     fleet: String,
     body: Option<Incoming>,
     parser: SseParser,
-    /// Until the first connection, failing to connect is an error at once.
+    /// Until the first connection, failing to connect (or a 5xx) is an error at once: a wrong
+    /// URL should not look like a restarting controller.
     connected_once: bool,
     /// Lost connections since the last event.
     failures: u32,
@@ -289,12 +311,13 @@ impl ServerWatch {
                 continue;
             };
             let lost = match timeout(IDLE_TIMEOUT, body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.parser.push(&data);
-                    }
-                    continue;
-                }
+                Ok(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => match self.parser.push(&data) {
+                        Ok(()) => continue,
+                        Err(too_long) => too_long.to_string(),
+                    },
+                    Err(_) => continue,
+                },
                 Ok(Some(Err(e))) => error_chain(&e),
                 Ok(None) => "the server ended the stream before the job ended".to_string(),
                 Err(_) => format!("nothing received for {}s", IDLE_TIMEOUT.as_secs()),
@@ -306,7 +329,7 @@ impl ServerWatch {
     /// Schedules a reconnection, or gives up after too many in a row.
     fn lost(&mut self, reason: String) -> Result<(), Error> {
         self.body = None;
-        self.parser = SseParser::default();
+        self.parser = SseParser::new(MAX_ANSWER_BYTES);
         self.failures += 1;
         if self.failures > RECONNECTS {
             return Err(Error::ConnectionLost {
@@ -344,10 +367,38 @@ impl ServerWatch {
                 self.retry_at = None;
                 Ok(())
             }
-            Err(error @ Error::Unreachable { .. }) if self.connected_once => {
-                self.lost(error.to_string())
-            }
+            Err(error) if self.connected_once && passing(&error) => self.lost(error.to_string()),
             Err(error) => Err(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16) -> Error {
+        Error::Refused {
+            url: "http://controller/v1/clustergroups/f/federations/progress?watch=true".into(),
+            status,
+            code: "x".into(),
+            message: "x".into(),
+        }
+    }
+
+    #[test]
+    fn a_controller_away_for_a_moment_is_retried_but_a_refusal_is_not() {
+        for status in [500, 502, 503, 504, 429] {
+            assert!(passing(&refused(status)), "{status}");
+        }
+        for status in [400, 401, 403, 404, 410] {
+            assert!(!passing(&refused(status)), "{status}");
+        }
+        let unreachable = Error::Unreachable {
+            url: "u".into(),
+            reason: "r".into(),
+        };
+        assert!(passing(&unreachable));
+        assert!(!passing(&Error::BadAnswer { detail: "d".into() }));
     }
 }

@@ -1,6 +1,7 @@
 //! Server-sent events, parsed as bytes arrive (the WHATWG `text/event-stream` rules the
 //! progress route follows): `event:` and `data:` fields, comments, any line ending, and chunks
-//! that split a line or a character anywhere.
+//! that split a line or a character anywhere. A line or an event's data longer than the
+//! parser's limit is an error, so a stream that never ends a line cannot grow memory forever.
 
 use std::collections::VecDeque;
 
@@ -12,8 +13,17 @@ pub struct SseEvent {
     pub data: String,
 }
 
-#[derive(Default)]
+/// A line or an event's data grew past the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the event stream sent {what} longer than {limit} bytes")]
+pub struct TooLong {
+    what: &'static str,
+    limit: usize,
+}
+
 pub struct SseParser {
+    /// The most bytes a line, or an event's data, may hold.
+    limit: usize,
     /// Bytes of a line not yet ended.
     line: Vec<u8>,
     /// The last byte seen was `\r`: a `\n` right after it ends nothing more.
@@ -25,17 +35,39 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub fn new(limit: usize) -> Self {
+        SseParser {
+            limit,
+            line: Vec::new(),
+            after_cr: false,
+            name: String::new(),
+            data: String::new(),
+            has_data: false,
+            ready: VecDeque::new(),
+        }
+    }
+
+    /// Parses `bytes`. After an error the parser is in no state to go on: the stream is lost.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), TooLong> {
         for &byte in bytes {
             let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
             match byte {
                 b'\n' if after_cr => {}
                 b'\n' | b'\r' => {
                     let line = std::mem::take(&mut self.line);
-                    self.line_ended(&String::from_utf8_lossy(&line));
+                    self.line_ended(&String::from_utf8_lossy(&line))?;
                 }
+                _ if self.line.len() >= self.limit => return Err(self.too_long("a line")),
                 _ => self.line.push(byte),
             }
+        }
+        Ok(())
+    }
+
+    fn too_long(&self, what: &'static str) -> TooLong {
+        TooLong {
+            what,
+            limit: self.limit,
         }
     }
 
@@ -44,7 +76,7 @@ impl SseParser {
         self.ready.pop_front()
     }
 
-    fn line_ended(&mut self, line: &str) {
+    fn line_ended(&mut self, line: &str) -> Result<(), TooLong> {
         if line.is_empty() {
             let name = std::mem::take(&mut self.name);
             let data = std::mem::take(&mut self.data);
@@ -58,10 +90,10 @@ impl SseParser {
                     data,
                 });
             }
-            return;
+            return Ok(());
         }
         if line.starts_with(':') {
-            return; // a comment: the server's heartbeat
+            return Ok(()); // a comment: the server's heartbeat
         }
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -73,11 +105,15 @@ impl SseParser {
                 if self.has_data {
                     self.data.push('\n');
                 }
+                if self.data.len() + value.len() > self.limit {
+                    return Err(self.too_long("an event's data"));
+                }
                 self.data.push_str(value);
                 self.has_data = true;
             }
             _ => {} // id, retry and unknown fields do not matter here
         }
+        Ok(())
     }
 }
 
@@ -86,10 +122,10 @@ mod tests {
     use super::*;
 
     fn events(chunks: &[&[u8]]) -> Vec<SseEvent> {
-        let mut parser = SseParser::default();
+        let mut parser = SseParser::new(1 << 10);
         let mut out = Vec::new();
         for chunk in chunks {
-            parser.push(chunk);
+            parser.push(chunk).expect("within the limit");
             while let Some(event) = parser.next_event() {
                 out.push(event);
             }
@@ -140,5 +176,45 @@ mod tests {
     #[test]
     fn an_unfinished_event_is_not_dispatched() {
         assert_eq!(events(&[b"event: progress\ndata: {}\n"]), []);
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_an_error_once_past_the_limit() {
+        let mut parser = SseParser::new(16);
+        assert!(parser.push(b"data: 0123456789").is_ok(), "16 bytes fit");
+        let error = parser.push(b"a").expect_err("17 bytes do not");
+        assert_eq!(
+            error.to_string(),
+            "the event stream sent a line longer than 16 bytes"
+        );
+        let mut parser = SseParser::new(16);
+        let endless = [b'x'; 1000];
+        assert!(parser.push(&endless).is_err());
+        assert!(parser.line.len() <= 16);
+    }
+
+    #[test]
+    fn data_lines_that_add_up_past_the_limit_are_an_error() {
+        let mut parser = SseParser::new(16);
+        assert!(
+            parser.push(b"data: 01234567\ndata: 0123456\n").is_ok(),
+            "8+1+7"
+        );
+        let error = parser.push(b"data: x\n").expect_err("8+1+7+1+1");
+        assert_eq!(
+            error.to_string(),
+            "the event stream sent an event's data longer than 16 bytes"
+        );
+    }
+
+    #[test]
+    fn the_limit_is_per_line_and_per_event_not_per_stream() {
+        let mut parser = SseParser::new(16);
+        for _ in 0..3 {
+            parser
+                .push(b"data: 0123456789\n\n")
+                .expect("within the limit");
+            assert_eq!(parser.next_event(), Some(event("message", "0123456789")));
+        }
     }
 }
