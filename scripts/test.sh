@@ -41,7 +41,7 @@ if [[ -z ${FEDERATION_CHROMEDRIVER:-} ]] && ! [[ -x /usr/bin/chromium && -x /usr
   [[ $(id -u) -eq 0 ]] || sudo=(sudo -n)
   echo "== installing chromium and chromium-driver for the browser tests" >&2
   if ! { "${sudo[@]}" apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq \
       chromium chromium-driver >/dev/null; }; then
     if [[ ${CI:-} == true ]]; then
       echo "chromium and chromium-driver could not be installed for the browser tests" >&2
