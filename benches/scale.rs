@@ -23,14 +23,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use serde_json::json;
 
-fn argument(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+use support::argument;
 
 /// The API server: the caller's, or a fresh test environment stopped at the end.
 struct Server {
@@ -121,9 +115,9 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let count = argument("--enablements", 1000);
-    let concurrency = argument("--concurrency", 16);
-    let delay_ms = argument("--delay-ms", 50);
+    let count: u64 = argument("--enablements", 1000);
+    let concurrency: u64 = argument("--concurrency", 16);
+    let delay_ms: u64 = argument("--delay-ms", 50);
     let server = Server::get();
     let config = Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig"),
