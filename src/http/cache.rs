@@ -2,8 +2,8 @@
 //! replica serves reads whether or not it leads. Lookups by fleet are O(1) through an index the
 //! watch keeps up to date; the list is ordered by namespace, then name.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
@@ -67,15 +67,47 @@ pub struct FederationCache {
     /// Rebuilt during a relist, swapped in when it is complete.
     pending: Arc<RwLock<Option<Index>>>,
     ready: watch::Sender<bool>,
-    /// The key of every enablement that changed; None after a relist (anything may have).
-    changes: tokio::sync::broadcast::Sender<Option<Key>>,
+    /// What changed, per subscriber (a list stream), since it last looked.
+    subscribers: Arc<Mutex<Vec<Weak<ChangeSetShared>>>>,
     /// One signal per enablement someone follows (a progress stream): a change wakes only its
     /// followers, not every stream.
     followers: Arc<Mutex<HashMap<Key, watch::Sender<()>>>>,
 }
 
-/// How many changes a live stream may fall behind before it skips to the latest state.
-const CHANGE_BUFFER: usize = 1024;
+/// The enablements that changed since a subscriber last looked: a set, so a subscriber that is
+/// slow to look finds each changed enablement once (and then reads its latest state), never a
+/// backlog, and never falls so far behind that it must compare everything.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub keys: HashSet<Key>,
+    /// Anything may have changed (a relist).
+    pub all: bool,
+}
+
+#[derive(Default)]
+struct ChangeSetShared {
+    changes: Mutex<Changes>,
+    wake: tokio::sync::Notify,
+}
+
+/// A subscriber's change set; dropping it unsubscribes.
+pub struct ChangeSet(Arc<ChangeSetShared>);
+
+impl ChangeSet {
+    /// Waits until something changed, then takes everything that did.
+    pub async fn next(&self) -> Changes {
+        loop {
+            {
+                let mut changes = self.0.changes.lock().unwrap_or_else(|p| p.into_inner());
+                if changes.all || !changes.keys.is_empty() {
+                    return std::mem::take(&mut *changes);
+                }
+            }
+            // A wake-up between the check and here is kept as a permit: none is lost.
+            self.0.wake.notified().await;
+        }
+    }
+}
 
 impl Default for FederationCache {
     fn default() -> Self {
@@ -89,7 +121,7 @@ impl FederationCache {
             index: Arc::default(),
             pending: Arc::default(),
             ready: watch::Sender::new(false),
-            changes: tokio::sync::broadcast::Sender::new(CHANGE_BUFFER),
+            subscribers: Arc::default(),
             followers: Arc::default(),
         }
     }
@@ -252,8 +284,27 @@ impl FederationCache {
                 None => followers.retain(|key, tx| keep(key, tx)),
             }
         }
-        // Nobody listening is fine.
-        let _ = self.changes.send(change);
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subscribers.retain(|subscriber| {
+            let Some(subscriber) = subscriber.upgrade() else {
+                return false;
+            };
+            {
+                let mut changes = subscriber.changes.lock().unwrap_or_else(|p| p.into_inner());
+                match &change {
+                    Some(key) if !changes.all => {
+                        changes.keys.insert(key.clone());
+                    }
+                    Some(_) => {}
+                    None => {
+                        changes.all = true;
+                        changes.keys.clear();
+                    }
+                }
+            }
+            subscriber.wake.notify_one();
+            true
+        });
     }
 
     /// A signal that fires whenever `namespace/name` changes (is applied, deleted, or may have
@@ -270,10 +321,14 @@ impl FederationCache {
         rx
     }
 
-    /// Changes as they are applied: the key of the enablement that changed, or None after a
-    /// relist. A receiver that falls behind gets `Lagged` and should re-read what it shows.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Option<(String, String)>> {
-        self.changes.subscribe()
+    /// The enablements that change from now on (see [`Changes`]).
+    pub fn subscribe(&self) -> ChangeSet {
+        let shared = Arc::new(ChangeSetShared::default());
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::downgrade(&shared));
+        ChangeSet(shared)
     }
 
     /// The enablement `namespace/name`.
@@ -498,6 +553,58 @@ mod tests {
         assert!(
             cache.followers.lock().expect("followers").is_empty(),
             "a signal nobody holds is dropped at the next change"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_finds_each_changed_enablement_once_and_a_relist_as_all() {
+        let cache = FederationCache::from_objects([]);
+        let changes = cache.subscribe();
+        for i in 0..5_000 {
+            let name = format!("fe-{}", i % 3);
+            cache.apply(watcher::Event::Apply(fe(
+                "ns",
+                &name,
+                "fleet",
+                "2026-01-15T08:00:00Z",
+            )));
+        }
+        let seen = changes.next().await;
+        assert!(!seen.all);
+        let mut names: Vec<&str> = seen.keys.iter().map(|(_, name)| name.as_str()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["fe-0", "fe-1", "fe-2"],
+            "5,000 changes, three enablements"
+        );
+
+        cache.apply(watcher::Event::Delete(fe(
+            "ns",
+            "fe-0",
+            "fleet",
+            "2026-01-15T08:00:00Z",
+        )));
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitDone);
+        assert_eq!(
+            changes.next().await,
+            Changes {
+                keys: HashSet::new(),
+                all: true
+            }
+        );
+
+        drop(changes);
+        cache.apply(watcher::Event::Apply(fe(
+            "ns",
+            "fe-1",
+            "fleet",
+            "2026-01-15T08:00:00Z",
+        )));
+        assert!(
+            cache.subscribers.lock().expect("subscribers").is_empty(),
+            "a dropped subscriber is forgotten"
         );
     }
 }

@@ -14,10 +14,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kube::ResourceExt;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use super::auth::DECISION_TTL;
+use super::cache::ChangeSet;
 use super::{AppState, Identity, wire};
 use crate::api::{FederationEnablement, FederationEnablementStatus, JobPhase};
 
@@ -39,24 +39,6 @@ fn json_event(kind: &str, body: &impl serde::Serialize) -> Event {
     Event::default()
         .event(kind)
         .data(serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string()))
-}
-
-/// What changed, as a list stream sees it.
-enum Change {
-    /// This one enablement.
-    One(Key),
-    /// Anything may have: a relist, or this stream fell behind the change buffer.
-    All,
-    /// The cache is gone.
-    Closed,
-}
-
-async fn next_change(changes: &mut tokio::sync::broadcast::Receiver<Option<Key>>) -> Change {
-    match changes.recv().await {
-        Ok(Some(key)) => Change::One(key),
-        Ok(None) | Err(RecvError::Lagged(_)) => Change::All,
-        Err(RecvError::Closed) => Change::Closed,
-    }
 }
 
 /// Who holds a stream open, and when their access was last reviewed.
@@ -167,7 +149,7 @@ struct ListWatch<F> {
     allowed: Option<BTreeSet<String>>,
     /// Namespaces asked about since the last review and refused.
     refused: BTreeSet<String>,
-    changes: tokio::sync::broadcast::Receiver<Option<Key>>,
+    changes: ChangeSet,
     item: F,
     /// Each item shown, as sent (JSON): what the next change is compared with.
     shown: BTreeMap<Key, String>,
@@ -302,7 +284,8 @@ where
 /// Every item the caller may see (`added`), then each change: `added`, `modified`, `deleted`.
 /// `allowed` says which namespaces the caller may list (None: all); `item` is the shape of one
 /// enablement on the wire (the list route's item, or the dashboard's row). A change costs the
-/// stream one item, not the whole list; only a relist or falling behind costs a full compare.
+/// stream one item, not the whole list; only a relist or a change in what the caller may see
+/// costs a full compare. A stream that is slow to send finds each changed item once.
 pub fn list<T, F>(
     state: Arc<AppState>,
     caller: Caller,
@@ -334,23 +317,28 @@ where
                 w.show_all();
                 continue;
             }
-            let change = next_change(&mut w.changes).await;
+            let changes = w.changes.next().await;
             if !w.review().await {
                 return None;
             }
-            match change {
-                Change::Closed => return None,
-                Change::All => w.show_all(),
-                Change::One(key) => {
-                    if !w.ask_about(&key.0).await {
-                        return None;
-                    }
-                    let now = w
-                        .state
-                        .cache
-                        .get(&key.0, &key.1)
-                        .and_then(|fe| w.visible_item(&fe));
-                    w.show(key, now);
+            if changes.all {
+                w.show_all();
+                continue;
+            }
+            for (done, key) in changes.keys.into_iter().enumerate() {
+                if !w.ask_about(&key.0).await {
+                    return None;
+                }
+                let now = w
+                    .state
+                    .cache
+                    .get(&key.0, &key.1)
+                    .and_then(|fe| w.visible_item(&fe));
+                w.show(key, now);
+                // A large batch (a stream that was starved) must not hold the worker thread
+                // that other streams are waiting on.
+                if done % 64 == 63 {
+                    tokio::task::yield_now().await;
                 }
             }
         }
