@@ -79,6 +79,9 @@ with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/v1/clustergroups/fl
 PY
 
 echo
+echo "The dashboard: http://127.0.0.1:$port/   The terminal view:"
+echo "  cargo run -q -- progress fleet-c --server http://127.0.0.1:$port"
+echo
 echo "fleet-c failed on purpose (annotation federation.fleet.dev/simulate-failure). To retry it:"
 echo "  export KUBECONFIG=$KUBECONFIG"
 echo "  $kubectl annotate fe fleet-c federation.fleet.dev/simulate-failure-"
