@@ -189,8 +189,8 @@ where
         }
     }
 
-    /// Compares everything shown with the cache: at the start, after a relist, after falling
-    /// behind, and when what the caller may list is asked again.
+    /// Compares everything shown with the cache: at the start, after a relist, and when what the
+    /// caller may list has grown.
     fn show_all(&mut self) {
         let now: BTreeMap<Key, String> = self
             .state
