@@ -475,50 +475,32 @@ mod tests {
         );
     }
 
+    /// `ns/<name>` for fleet `fleet-<name>`, created at one fixed time.
+    fn at_start(name: &str) -> FederationEnablement {
+        fe("ns", name, &format!("fleet-{name}"), "2026-01-15T08:00:00Z")
+    }
+
     #[test]
     fn a_follower_is_signalled_for_its_enablement_only_and_after_a_relist() {
-        let cache = FederationCache::from_objects([
-            fe("ns", "a", "fleet-a", "2026-01-15T08:00:00Z"),
-            fe("ns", "b", "fleet-b", "2026-01-15T08:00:00Z"),
-        ]);
+        let cache = FederationCache::from_objects([at_start("a"), at_start("b")]);
         let a = cache.follow_key("ns", "a");
         assert!(!a.has_changed().unwrap_or(true), "nothing yet");
 
-        cache.apply(watcher::Event::Apply(fe(
-            "ns",
-            "b",
-            "fleet-b",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Apply(at_start("b")));
         assert!(
             !a.has_changed().unwrap_or(true),
             "b's change is not a's business"
         );
 
-        cache.apply(watcher::Event::Apply(fe(
-            "ns",
-            "a",
-            "fleet-a",
-            "2026-01-15T08:00:00Z",
-        )));
-        cache.apply(watcher::Event::Apply(fe(
-            "ns",
-            "a",
-            "fleet-a",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Apply(at_start("a")));
+        cache.apply(watcher::Event::Apply(at_start("a")));
         let mut a = a;
         assert!(a.has_changed().unwrap_or(false), "a's own change");
         a.mark_unchanged();
 
         cache.apply(watcher::Event::Init);
         for name in ["a", "b"] {
-            cache.apply(watcher::Event::InitApply(fe(
-                "ns",
-                name,
-                &format!("fleet-{name}"),
-                "2026-01-15T08:00:00Z",
-            )));
+            cache.apply(watcher::Event::InitApply(at_start(name)));
         }
         cache.apply(watcher::Event::InitDone);
         assert!(
@@ -527,12 +509,7 @@ mod tests {
         );
 
         a.mark_unchanged();
-        cache.apply(watcher::Event::Delete(fe(
-            "ns",
-            "a",
-            "fleet-a",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Delete(at_start("a")));
         // The signal is gone with the enablement, but its last change is still seen.
         assert!(
             futures::executor::block_on(a.changed()).is_ok(),
@@ -544,12 +521,7 @@ mod tests {
         );
 
         drop(cache.follow_key("ns", "b"));
-        cache.apply(watcher::Event::Apply(fe(
-            "ns",
-            "b",
-            "fleet-b",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Apply(at_start("b")));
         assert!(
             cache.followers.lock().expect("followers").is_empty(),
             "a signal nobody holds is dropped at the next change"
@@ -562,12 +534,7 @@ mod tests {
         let changes = cache.subscribe();
         for i in 0..5_000 {
             let name = format!("fe-{}", i % 3);
-            cache.apply(watcher::Event::Apply(fe(
-                "ns",
-                &name,
-                "fleet",
-                "2026-01-15T08:00:00Z",
-            )));
+            cache.apply(watcher::Event::Apply(at_start(&name)));
         }
         let seen = changes.next().await;
         assert!(!seen.all);
@@ -579,12 +546,7 @@ mod tests {
             "5,000 changes, three enablements"
         );
 
-        cache.apply(watcher::Event::Delete(fe(
-            "ns",
-            "fe-0",
-            "fleet",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Delete(at_start("fe-0")));
         cache.apply(watcher::Event::Init);
         cache.apply(watcher::Event::InitDone);
         assert_eq!(
@@ -596,12 +558,7 @@ mod tests {
         );
 
         drop(changes);
-        cache.apply(watcher::Event::Apply(fe(
-            "ns",
-            "fe-1",
-            "fleet",
-            "2026-01-15T08:00:00Z",
-        )));
+        cache.apply(watcher::Event::Apply(at_start("fe-1")));
         assert!(
             cache.subscribers.lock().expect("subscribers").is_empty(),
             "a dropped subscriber is forgotten"

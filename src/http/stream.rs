@@ -35,10 +35,17 @@ where
         .into_response()
 }
 
+/// `body` as JSON; our wire types always serialize, `{}` is only a guard.
+fn to_json(body: &impl serde::Serialize) -> String {
+    serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn event(kind: &str, data: &str) -> Event {
+    Event::default().event(kind).data(data)
+}
+
 fn json_event(kind: &str, body: &impl serde::Serialize) -> Event {
-    Event::default()
-        .event(kind)
-        .data(serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string()))
+    event(kind, &to_json(body))
 }
 
 /// Who holds a stream open, and when their access was last reviewed.
@@ -164,13 +171,11 @@ where
 {
     /// The item of `fe` as the caller may see it: None when it is not visible to them.
     fn visible_item(&self, fe: &FederationEnablement) -> Option<String> {
-        super::visible(self.allowed.as_ref(), fe)
-            .then(|| serde_json::to_string(&(self.item)(fe)).unwrap_or_else(|_| "{}".to_string()))
+        super::visible(self.allowed.as_ref(), fe).then(|| to_json(&(self.item)(fe)))
     }
 
     /// Queues the event that takes `key` from what was shown to `now`, if any.
     fn show(&mut self, key: Key, now: Option<String>) {
-        let event = |kind: &str, data: &str| Event::default().event(kind).data(data);
         match (self.shown.get(&key), now) {
             (None, Some(item)) => {
                 self.pending.push_back(event("added", &item));

@@ -268,7 +268,6 @@ function duration(ms) {
 }
 
 function openTimeline(fleet) {
-  if (state.timelineAbort) state.timelineAbort.abort();
   state.selected = fleet;
   state.job = null;
   state.jobGone = false;
