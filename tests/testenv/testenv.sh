@@ -6,6 +6,8 @@
 #   testenv.sh build              fetch, build and cache (fast when cached)
 #   testenv.sh up [--watch-pid P] start etcd + API server; last stdout line: kubeconfig path
 #   testenv.sh down [--keep] DIR  stop what `up` started (DIR: its state dir or kubeconfig)
+#   testenv.sh restart-apiserver [--down-for S] DIR
+#                                 kill -9 the API server, start it again on the same port
 #   testenv.sh kubectl-path       print the path of the cached kubectl
 #
 # See README.md beside this file for the why of every step.
@@ -445,6 +447,37 @@ fail_up() { # state message
   exit 1
 }
 
+# Starts the API server on etcd and waits until it answers. Returns 1 if it exited (the caller
+# reads apiserver.log); gives up through fail_up when it does not get ready in time.
+start_apiserver() { # state bin api-port etcd-port
+  local state="$1" bin="$2" kc="$1/kubeconfig" pid deadline
+  # --kubeconfig and the authn/authz kubeconfigs are mandatory; they point back
+  # at this server. Admission plugins that need core APIs (namespaces,
+  # webhooks, policies) are off, or every write waits 10 s and fails.
+  pid="$(spawn "$state/apiserver.log" "$bin/testenv-apiserver" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$3" \
+    --tls-cert-file="$state/pki/server.crt" --tls-private-key-file="$state/pki/server.key" \
+    --client-ca-file="$state/pki/ca.crt" \
+    --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+    --authentication-skip-lookup \
+    --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy \
+    --enable-priority-and-fairness=false \
+    --etcd-servers="http://127.0.0.1:$4")"
+  echo "$pid" >"$state/apiserver.pid"
+  deadline=$((SECONDS + READY_TIMEOUT))
+  while alive "$pid"; do
+    # /readyz itself stays 500: the informers for Services and Namespaces
+    # never sync, as this server has no core API.
+    if KUBECACHEDIR="$state/kubecache" "$bin/kubectl" --kubeconfig "$kc" --request-timeout=2s \
+      get --raw '/readyz?exclude=informer-sync' >/dev/null 2>&1; then
+      return 0
+    fi
+    ((SECONDS < deadline)) || fail_up "$state" "API server not ready after ${READY_TIMEOUT}s"
+    sleep 0.1
+  done
+  return 1
+}
+
 cmd_up() {
   local watch_pid=""
   while (($#)); do
@@ -485,36 +518,10 @@ cmd_up() {
     fail_up "$state" "etcd exited"
   done
 
-  local kubectl="$bin/kubectl" kc="$state/kubeconfig" ready
+  local kc="$state/kubeconfig"
   for attempt in 1 2 3; do
     write_kubeconfig "$state" "$api_port"
-    # --kubeconfig and the authn/authz kubeconfigs are mandatory; they point back
-    # at this server. Admission plugins that need core APIs (namespaces,
-    # webhooks, policies) are off, or every write waits 10 s and fails.
-    pid="$(spawn "$state/apiserver.log" "$bin/testenv-apiserver" \
-      --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
-      --tls-cert-file="$state/pki/server.crt" --tls-private-key-file="$state/pki/server.key" \
-      --client-ca-file="$state/pki/ca.crt" \
-      --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
-      --authentication-skip-lookup \
-      --disable-admission-plugins=NamespaceLifecycle,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy \
-      --enable-priority-and-fairness=false \
-      --etcd-servers="http://127.0.0.1:$etcd_port")"
-    echo "$pid" >"$state/apiserver.pid"
-    deadline=$((SECONDS + READY_TIMEOUT))
-    ready=""
-    while alive "$pid"; do
-      # /readyz itself stays 500: the informers for Services and Namespaces
-      # never sync, as this server has no core API.
-      if KUBECACHEDIR="$state/kubecache" "$kubectl" --kubeconfig "$kc" --request-timeout=2s \
-        get --raw '/readyz?exclude=informer-sync' >/dev/null 2>&1; then
-        ready=1
-        break
-      fi
-      ((SECONDS < deadline)) || fail_up "$state" "API server not ready after ${READY_TIMEOUT}s"
-      sleep 0.1
-    done
-    [[ -n $ready ]] && break
+    start_apiserver "$state" "$bin" "$api_port" "$etcd_port" && break
     if grep -q 'address already in use' "$state/apiserver.log" && ((attempt < 3)); then
       log "API server port taken, retrying"
       free_port api_port
@@ -523,6 +530,7 @@ cmd_up() {
     fail_up "$state" "API server exited"
   done
 
+  local kubectl="$bin/kubectl"
   cat >"$state/env" <<EOF
 KUBECONFIG=$kc
 KUBECACHEDIR=$state/kubecache
@@ -535,6 +543,8 @@ TESTENV_ETCD_PID=$(<"$state/etcd.pid")
 TESTENV_APISERVER_PID=$(<"$state/apiserver.pid")
 TESTENV_SERVER_VERSION=$("$kubectl" --kubeconfig "$kc" get --raw /version 2>/dev/null | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
 TESTENV_BUILD=$build
+TESTENV_API_PORT=$api_port
+TESTENV_ETCD_PORT=$etcd_port
 EOF
   if [[ -n $watch_pid ]]; then
     # Stops the environment when the test process that asked for it is gone.
@@ -598,6 +608,30 @@ cmd_down() {
   log "stopped $state"
 }
 
+# Kills the API server with SIGKILL (etcd keeps running, its data intact) and, after an optional
+# pause, starts it again on the same port: what a crash of kube-apiserver looks like to clients.
+cmd_restart_apiserver() {
+  local down_for=0
+  [[ ${1:-} == --down-for ]] && { down_for="${2:?--down-for needs seconds}"; shift 2; }
+  local state="${1:?usage: restart-apiserver [--down-for SECONDS] STATE_DIR|KUBECONFIG}"
+  [[ -f $state ]] && state="$(dirname "$state")"
+  [[ -f $state/env ]] || die "$state is not a running testenv state dir"
+  local api_port etcd_port build pid
+  api_port="$(sed -n 's/^TESTENV_API_PORT=//p' "$state/env")"
+  etcd_port="$(sed -n 's/^TESTENV_ETCD_PORT=//p' "$state/env")"
+  build="$(sed -n 's/^TESTENV_BUILD=//p' "$state/env")"
+  [[ -n $api_port && -n $etcd_port && -x $build/bin/testenv-apiserver ]] || die "$state/env lacks the ports or the build"
+  pid="$(<"$state/apiserver.pid")"
+  if [[ $pid =~ ^[0-9]+$ ]] && alive "$pid"; then
+    kill -KILL "$pid"
+    while alive "$pid"; do sleep 0.05; done
+  fi
+  sleep "$down_for"
+  start_apiserver "$state" "$build/bin" "$api_port" "$etcd_port" || fail_up "$state" "API server exited after a restart"
+  sed -i "s/^TESTENV_APISERVER_PID=.*/TESTENV_APISERVER_PID=$(<"$state/apiserver.pid")/" "$state/env"
+  log "API server restarted at https://127.0.0.1:$api_port"
+}
+
 cmd_kubectl_path() {
   need_host_tools
   local build
@@ -610,7 +644,8 @@ case "${1:-}" in
   build) shift; cmd_build "$@" ;;
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
+  restart-apiserver) shift; cmd_restart_apiserver "$@" ;;
   kubectl-path) shift; cmd_kubectl_path "$@" ;;
   _build-from-sid) build_from_sid ;;
-  *) sed -n '2,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,13p' "$SELF" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
