@@ -127,6 +127,7 @@ fn main() {
             auth: Authorizer::None,
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(SystemClock),
+            health: Default::default(),
         });
         let fixed: &'static [u8] = serde_json::to_vec(&federation_controller::http::wire::progress(
             &enablement(0),

@@ -235,6 +235,7 @@ fn serve(port: u16, enablements: usize) {
         auth: Authorizer::None,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(SystemClock),
+        health: Default::default(),
     });
     let config = ServeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], port)),

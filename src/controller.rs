@@ -16,8 +16,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
@@ -27,6 +27,7 @@ use crate::api::{
     FederationEnablementStatus, JobPhase, MANAGED_BY_LABEL, MANAGER, RETRY_ANNOTATION, SubJobPhase,
     SubJobType, TeardownStepType,
 };
+use crate::health::{WATCH_RETRY_CAP, WatchBackoff, WatchHealth};
 use crate::job::{self, JobInput, Mode, Observation, Transition, reasons};
 use crate::metrics::Metrics;
 use crate::policy::{self, Policy};
@@ -78,6 +79,10 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
     pub metrics: Arc<Metrics>,
+    /// Where a cache found behind the API server (a 409 on a write) is reported.
+    pub health: WatchHealth,
+    /// Stale reads in a row per enablement, for the backoff of their retries.
+    stale_reads: std::sync::Mutex<std::collections::HashMap<ObjectRef<FederationEnablement>, u32>>,
     /// An event failed to record already: later failures are logged at debug level only.
     events_failing: std::sync::atomic::AtomicBool,
 }
@@ -103,43 +108,66 @@ impl Context {
             clock: Arc::new(SystemClock),
             new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
             metrics: Arc::new(Metrics::new()),
+            health: WatchHealth::default(),
+            stale_reads: Default::default(),
             events_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
 /// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+///
+/// Every watch has its own backoff and reports to `health`; its errors never reach the
+/// controller's trigger queue, so one failing watch neither pauses the others nor the store.
 pub async fn run(
     client: Client,
     executors: Executors,
     policy: Policy,
     concurrency: u16,
     metrics: Arc<Metrics>,
+    health: WatchHealth,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = policy.watch_namespace.clone();
     let api: Api<FederationEnablement> = scoped(&client, namespace.as_deref());
-    let mut controller = Controller::new(api, watcher::Config::default().any_semantic())
+    let (store, writer) = reflector::store();
+    // A consistent list (not `any_semantic`): a relist after the API server restarts must not
+    // put back versions older than those this controller already wrote on.
+    let enablements = health
+        .observe(
+            "FederationEnablement",
+            watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
+        )
+        .map(Ok)
+        .reflect(writer)
+        .applied_objects();
+    let mut controller = Controller::for_stream(enablements, store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown);
-    let store = controller.store();
     if executors.kubernetes {
         let ns = namespace.as_deref();
-        controller = watch_ours(controller, scoped::<Service>(&client, ns));
-        controller = watch_ours(controller, scoped::<Secret>(&client, ns));
-        controller = watch_ours(controller, scoped::<Job>(&client, ns));
-        controller = watch_ours(controller, scoped::<ServiceAccount>(&client, ns));
-        controller = watch_ours(controller, scoped::<RoleBinding>(&client, ns));
-        controller = watch_ours(controller, Api::<ClusterRoleBinding>::all(client.clone()));
+        controller = watch_ours(controller, &health, scoped::<Service>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<Secret>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<Job>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<ServiceAccount>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<RoleBinding>(&client, ns));
+        controller = watch_ours(
+            controller,
+            &health,
+            Api::<ClusterRoleBinding>::all(client.clone()),
+        );
         let nodes_store = store.clone();
-        controller = controller.watches(
+        let nodes = watched(
+            &health,
             Api::<Node>::all(client.clone()),
             watcher::Config::default(),
-            move |node| waiting_on_nodes(&nodes_store, &node),
         );
+        controller =
+            controller.watches_stream(nodes, move |node| waiting_on_nodes(&nodes_store, &node));
     }
     let mut context = Context::new(client, executors, policy, store);
     context.metrics = metrics;
+    context.health = health;
     let context = Arc::new(context);
     info!("controller started");
     controller
@@ -174,14 +202,32 @@ where
 /// label, so the cache never holds, say, every Secret of the cluster).
 fn watch_ours<K>(
     controller: Controller<FederationEnablement>,
+    health: &WatchHealth,
     api: Api<K>,
 ) -> Controller<FederationEnablement>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-    K::DynamicType: Default + std::fmt::Debug + Clone + Eq + std::hash::Hash,
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    controller.watches(api, ours, by_labels)
+    controller.watches_stream(watched(health, api, ours), by_labels)
+}
+
+/// The objects a watch touches, with the watch's own backoff, its health reported under its kind.
+fn watched<K>(
+    health: &WatchHealth,
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let events = watcher(api, config).backoff(WatchBackoff::default());
+    health
+        .observe(<K as k8s_openapi::Resource>::KIND, events)
+        .map(Ok)
+        .touched_objects()
 }
 
 /// An object we made belongs to the enablement its labels name.
@@ -229,13 +275,50 @@ impl Error {
     }
 }
 
-pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, _ctx: Arc<Context>) -> Action {
+/// The first retry after a stale read; each stale read in a row doubles it, up to
+/// [`WATCH_RETRY_CAP`].
+pub const STALE_READ_RETRY: Duration = Duration::from_millis(500);
+
+pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_stale_read() {
-        debug!(enablement = %fe.name_any(), %error, "read a stale version; reconciling the newer one");
-        return Action::requeue(Duration::from_millis(500));
+        // The watch normally brings the newer version within moments. If it does not, the cache
+        // is stuck behind the API server: retrying at a fixed pace would only repeat the 409, so
+        // back off, and report it like a failing watch (a stuck one fails `/healthz`).
+        let in_a_row = ctx.stale_read(&fe);
+        ctx.health.failed(
+            "FederationEnablement",
+            &format_args!("the cache is behind the API server: {error}"),
+        );
+        debug!(enablement = %fe.name_any(), %error, in_a_row, "read a stale version; reconciling the newer one");
+        return Action::requeue(stale_read_retry(in_a_row));
     }
     warn!(enablement = %fe.name_any(), namespace = fe.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(10))
+}
+
+/// How long to wait before the retry that follows `in_a_row` stale reads of one enablement.
+pub fn stale_read_retry(in_a_row: u32) -> Duration {
+    let doublings = in_a_row.saturating_sub(1).min(16);
+    STALE_READ_RETRY
+        .saturating_mul(1 << doublings)
+        .min(WATCH_RETRY_CAP)
+}
+
+impl Context {
+    /// Counts a stale read of `fe`; returns how many came in a row.
+    fn stale_read(&self, fe: &FederationEnablement) -> u32 {
+        let mut reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+        let count = reads.entry(ObjectRef::from_obj(fe)).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn read_fresh(&self, fe: &FederationEnablement) {
+        let mut reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+        if !reads.is_empty() {
+            reads.remove(&ObjectRef::from_obj(fe));
+        }
+    }
 }
 
 /// Reconciles one FederationEnablement.
@@ -243,6 +326,9 @@ pub async fn reconcile(fe: Arc<FederationEnablement>, ctx: Arc<Context>) -> Resu
     let started = std::time::Instant::now();
     let result = reconcile_once(&fe, &ctx).await;
     ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    if !result.as_ref().is_err_and(Error::is_stale_read) {
+        ctx.read_fresh(&fe);
+    }
     result
 }
 

@@ -11,6 +11,8 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::health::{WATCH_RETRY_CAP, WatchBackoff, WatchHealth};
+
 /// `--leader-elect-*`.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -46,76 +48,127 @@ async fn manager(client: &Client, config: &LeaseConfig) -> Result<LeaseManager, 
         .await
 }
 
+/// What the leader election reports its health under (see [`WatchHealth`]).
+pub const LEASE_WATCH: &str = "Lease";
+
 /// Joins the election. The receiver says whether this replica leads now; dropping every
 /// receiver releases the lease, so a standby takes over at once.
 pub async fn join(
     client: Client,
     config: &LeaseConfig,
+    health: WatchHealth,
 ) -> Result<(watch::Receiver<bool>, Election), LeaseManagerError> {
     let first = manager(&client, config).await?;
     let (leading, receiver) = watch::channel(false);
-    let task = tokio::spawn(campaign(client, config.clone(), first, leading));
+    let task = tokio::spawn(campaign(client, config.clone(), first, leading, health));
     Ok((receiver, task))
 }
 
-/// Keeps `leading` in step with the lease until every receiver is gone, then releases it.
+/// Why a manager's term in [`campaign`] ended.
+enum Next {
+    /// Every receiver is gone: release the lease and return.
+    Stop,
+    /// A standby saw the lease released: a fresh manager takes it at once.
+    TakeOver,
+    /// The manager's task ended by itself: join again, however long the API server is away.
+    Rejoin,
+}
+
+/// Keeps `leading` in step with the lease until every receiver is gone, then releases it. It
+/// never gives up on an unreachable API server: the election goes on when it is back.
 async fn campaign(
     client: Client,
     config: LeaseConfig,
     mut current: LeaseManager,
     leading: watch::Sender<bool>,
+    health: WatchHealth,
 ) -> Result<(), LeaseManagerError> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
     loop {
         let (mut state, task) = current.watch().await;
         let mut poll = tokio::time::interval(STANDBY_POLL);
-        let released_elsewhere = loop {
+        let next = loop {
             tokio::select! {
-                _ = leading.closed() => break false,
+                _ = leading.closed() => break Next::Stop,
                 changed = state.changed() => {
                     if changed.is_err() {
-                        // The manager's task ended on an error it could not recover from.
-                        leading.send_replace(false);
-                        return match task.await {
-                            Ok(result) => result.map(drop),
-                            Err(error) => {
-                                warn!(%error, "leader election task failed");
-                                Ok(())
-                            }
-                        };
+                        break Next::Rejoin;
                     }
                     leading.send_replace(*state.borrow());
                 }
                 _ = poll.tick(), if !*state.borrow() => {
-                    let held = leases
-                        .get_opt(&config.name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|lease| lease.spec)
-                        .and_then(|spec| spec.holder_identity);
-                    if held.is_none() {
-                        break true;
+                    match leases.get_opt(&config.name).await {
+                        Ok(lease) => {
+                            health.succeeded(LEASE_WATCH);
+                            let held = lease
+                                .and_then(|lease| lease.spec)
+                                .and_then(|spec| spec.holder_identity);
+                            if held.is_none() {
+                                break Next::TakeOver;
+                            }
+                        }
+                        // Unknown is not released: keep standing by.
+                        Err(error) => health.failed(LEASE_WATCH, &error),
                     }
                 }
             }
         };
         // Dropping the state ends the manager's task, which releases the lease if it holds it.
         drop(state);
-        match task.await {
-            Ok(result) => {
-                result?;
+        let ended = task.await;
+        match next {
+            Next::Stop => {
+                leading.send_replace(false);
+                return match ended {
+                    Ok(result) => result.map(drop),
+                    Err(error) => {
+                        warn!(%error, "leader election task failed");
+                        Ok(())
+                    }
+                };
             }
-            Err(error) => warn!(%error, "leader election task failed"),
+            Next::TakeOver => info!("the leader released the lease; taking over"),
+            Next::Rejoin => {
+                // Whether this replica still holds the lease is unknown: stop reconciling.
+                leading.send_replace(false);
+                match ended {
+                    Ok(Ok(_)) => warn!("the leader election ended by itself; joining again"),
+                    Ok(Err(error)) => warn!(%error, "the leader election failed; joining again"),
+                    Err(error) => warn!(%error, "the leader election task failed; joining again"),
+                }
+            }
         }
-        if !released_elsewhere {
-            leading.send_replace(false);
-            return Ok(());
+        // A fresh manager reads the lease and takes it if it is free, where the old one would
+        // sleep until the last renewal expired.
+        match rejoin(&client, &config, &health, &leading).await {
+            Some(manager) => current = manager,
+            None => return Ok(()),
         }
-        // Released while this replica stood by: a fresh manager reads the lease and takes it,
-        // where the old one would sleep until the last renewal expired.
-        info!("the leader released the lease; taking over");
-        current = manager(&client, &config).await?;
+    }
+}
+
+/// A new manager for the lease, retried with backoff until the API server answers; None when
+/// every receiver went away meanwhile.
+async fn rejoin(
+    client: &Client,
+    config: &LeaseConfig,
+    health: &WatchHealth,
+    leading: &watch::Sender<bool>,
+) -> Option<LeaseManager> {
+    let mut backoff = WatchBackoff::default();
+    loop {
+        match manager(client, config).await {
+            Ok(manager) => {
+                health.succeeded(LEASE_WATCH);
+                return Some(manager);
+            }
+            Err(error) => health.failed(LEASE_WATCH, &error),
+        }
+        let wait = backoff.next().unwrap_or(WATCH_RETRY_CAP);
+        tokio::select! {
+            _ = leading.closed() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod controller;
 pub mod crd;
+pub mod health;
 pub mod http;
 pub mod job;
 pub mod leader;

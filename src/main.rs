@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use federation_controller::api::{FederationEnablement, SubJobType};
 use federation_controller::controller::{self, SystemClock};
+use federation_controller::health::{DEFAULT_WATCH_STALL, WatchBackoff, WatchHealth};
 use federation_controller::http::{self, AppState, Authorizer, FederationCache, ServeConfig};
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
@@ -170,6 +171,14 @@ struct RunArgs {
     /// Log level or tracing filter (e.g. `info`, `federation_controller=debug`).
     #[arg(long, env = "FEDERATION_CONTROLLER_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// A watch failing without a break for longer than this makes /healthz fail, so that the
+    /// replica is restarted.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_WATCH_STALL_SECONDS",
+        default_value_t = DEFAULT_WATCH_STALL.as_secs()
+    )]
+    watch_stall_seconds: u64,
     /// FederationEnablements reconciled at once.
     #[arg(long, env = "FEDERATION_CONTROLLER_CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
@@ -261,13 +270,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let follow =
-        cache.follow(watcher(api, watcher::Config::default().any_semantic()).default_backoff());
+    let health = WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1)));
+    // A consistent list, as the controller's: see `controller::run`.
+    let follow = cache.follow(health.observe(
+        "FederationEnablement (HTTP cache)",
+        watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
+    ));
     let state = Arc::new(AppState {
         cache: cache.clone(),
         auth,
         metrics: metrics.clone(),
         clock: Arc::new(SystemClock),
+        health: health.clone(),
     });
     let server = http::serve(
         ServeConfig {
@@ -297,13 +311,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 policy,
                 concurrency,
                 metrics,
+                health,
                 until_stopped(),
             )
             .await;
             return Ok(());
         };
         info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "joining the leader election");
-        let (leading, election) = leader::join(client.clone(), &lease)
+        let (leading, election) = leader::join(client.clone(), &lease, health.clone())
             .await
             .context("joining the leader election")?;
         leader::lead(leading, until_stopped(), |term_over| {
@@ -313,6 +328,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 policy.clone(),
                 concurrency,
                 metrics.clone(),
+                health.clone(),
                 term_over,
             )
         })

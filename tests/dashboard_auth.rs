@@ -79,6 +79,7 @@ async fn the_dashboard_asks_for_a_token_once_and_keeps_it_in_session_storage_onl
         auth: Authorizer::kubernetes(server.client()),
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(SystemClock),
+        health: Default::default(),
     });
     // Every request URI the server saw: the token must never be in one.
     let uris: Arc<Mutex<Vec<String>>> = Arc::default();

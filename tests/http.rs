@@ -85,6 +85,7 @@ impl Api {
             auth,
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(clock.clone()),
+            health: Default::default(),
         });
         Api {
             app: router(state),
@@ -646,6 +647,7 @@ async fn readiness_waits_for_the_cache_to_sync() {
         auth: Authorizer::None,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(ManualClock::new()),
+        health: Default::default(),
     });
     let cache = state.cache.clone();
     let app = router(state);

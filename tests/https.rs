@@ -73,6 +73,7 @@ async fn serves_https_and_picks_up_a_renewed_certificate() {
         auth: Authorizer::None,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(support::ManualClock::new()),
+        health: Default::default(),
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
+use federation_controller::health::WatchHealth;
 use federation_controller::leader::{self, LeaseConfig};
+use http::Method;
 use serde_json::json;
 use support::FakeApiServer;
 use tokio::sync::watch;
@@ -41,7 +43,7 @@ fn holder(server: &FakeApiServer) -> Option<String> {
 #[tokio::test]
 async fn one_replica_leads_renews_and_a_standby_takes_over_after_release() {
     let server = FakeApiServer::new();
-    let (mut a, a_task) = leader::join(server.client(), &config("replica-a"))
+    let (mut a, a_task) = leader::join(server.client(), &config("replica-a"), Default::default())
         .await
         .expect("a joins");
     assert!(
@@ -50,7 +52,7 @@ async fn one_replica_leads_renews_and_a_standby_takes_over_after_release() {
     );
     assert_eq!(holder(&server).as_deref(), Some("replica-a"));
 
-    let (mut b, b_task) = leader::join(server.client(), &config("replica-b"))
+    let (mut b, b_task) = leader::join(server.client(), &config("replica-b"), Default::default())
         .await
         .expect("b joins");
     assert!(
@@ -85,13 +87,21 @@ async fn one_replica_leads_renews_and_a_standby_takes_over_after_release() {
 async fn a_standby_takes_over_at_once_when_the_leader_releases() {
     let server = FakeApiServer::new();
     // A 30 s lease: a takeover within seconds cannot be the lease expiring.
-    let (mut a, a_task) = leader::join(server.client(), &config_for("replica-a", 30))
-        .await
-        .expect("a joins");
+    let (mut a, a_task) = leader::join(
+        server.client(),
+        &config_for("replica-a", 30),
+        Default::default(),
+    )
+    .await
+    .expect("a joins");
     assert!(becomes(&mut a, true, Duration::from_secs(5)).await);
-    let (mut b, _b_task) = leader::join(server.client(), &config_for("replica-b", 30))
-        .await
-        .expect("b joins");
+    let (mut b, _b_task) = leader::join(
+        server.client(),
+        &config_for("replica-b", 30),
+        Default::default(),
+    )
+    .await
+    .expect("b joins");
     assert!(!becomes(&mut b, true, Duration::from_secs(1)).await);
     drop(a);
     a_task.await.expect("a's election task").expect("released");
@@ -105,7 +115,7 @@ async fn a_standby_takes_over_at_once_when_the_leader_releases() {
 #[tokio::test]
 async fn a_leader_whose_lease_is_taken_stops_leading() {
     let server = FakeApiServer::new();
-    let (mut a, _task) = leader::join(server.client(), &config("replica-a"))
+    let (mut a, _task) = leader::join(server.client(), &config("replica-a"), Default::default())
         .await
         .expect("a joins");
     assert!(becomes(&mut a, true, Duration::from_secs(5)).await);
@@ -121,5 +131,48 @@ async fn a_leader_whose_lease_is_taken_stops_leading() {
     assert!(
         becomes(&mut a, false, Duration::from_secs(5)).await,
         "losing the lease is noticed"
+    );
+}
+
+#[tokio::test]
+async fn a_standby_outlasts_an_unreachable_api_server_and_takes_over_afterwards() {
+    let server = FakeApiServer::new();
+    let (mut a, a_task) = leader::join(
+        server.client(),
+        &config_for("replica-a", 30),
+        Default::default(),
+    )
+    .await
+    .expect("a joins");
+    assert!(becomes(&mut a, true, Duration::from_secs(5)).await);
+    let health = WatchHealth::new(Duration::from_secs(1));
+    let (mut b, b_task) = leader::join(
+        server.client(),
+        &config_for("replica-b", 30),
+        health.clone(),
+    )
+    .await
+    .expect("b joins");
+
+    // The standby cannot read the lease: that is not a released lease, and not the end.
+    server.fail(Method::GET, LEASE, 503);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!*b.borrow(), "an unreadable lease is not taken over");
+    assert!(!b_task.is_finished(), "the standby keeps standing by");
+    let stalls = health.stalls();
+    assert_eq!(stalls.len(), 1, "{stalls:?}");
+    assert_eq!(stalls[0].watch, leader::LEASE_WATCH);
+
+    server.heal(Method::GET, LEASE);
+    drop(a);
+    a_task.await.expect("a's election task").expect("released");
+    assert!(
+        becomes(&mut b, true, Duration::from_secs(5)).await,
+        "once the API server answers, the standby takes over"
+    );
+    assert_eq!(
+        health.stalls(),
+        [],
+        "reading the lease again ends the failing run"
     );
 }

@@ -137,6 +137,7 @@ impl Server {
             auth: Authorizer::None,
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(support::ManualClock::new()),
+            health: Default::default(),
         });
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let record = seen.clone();
@@ -704,6 +705,7 @@ fn an_https_server_is_trusted_through_certificate_authority() {
         auth: Authorizer::None,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(support::ManualClock::new()),
+        health: Default::default(),
     });
     runtime.spawn(federation_controller::http::serve(
         federation_controller::http::ServeConfig {

@@ -576,7 +576,7 @@ async fn leader_election() -> Vec<Call> {
         identity: "federation-controller-0".to_string(),
         duration: Duration::from_secs(3),
     };
-    let (mut leading, election) = leader::join(server.client(), &config)
+    let (mut leading, election) = leader::join(server.client(), &config, Default::default())
         .await
         .expect("joins the election");
     tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| *l))
@@ -641,6 +641,7 @@ async fn watches(policy: Policy) -> Vec<Call> {
         policy,
         1,
         Arc::new(Metrics::new()),
+        Default::default(),
         shutdown,
     ));
     let started = Instant::now();

@@ -780,6 +780,59 @@ async fn a_status_computed_from_a_stale_read_is_refused_not_written_over_newer_p
     assert_eq!(h.status(FE_PATH), progressed, "newer progress kept");
 }
 
+/// A cache stuck behind the API server (a dead watch) makes every write a 409. Retrying at a
+/// fixed pace only repeats the conflict: the retries back off, and the run of stale reads is
+/// reported like a failing watch, which fails `/healthz` once it lasts.
+#[tokio::test(start_paused = true)]
+async fn stale_reads_in_a_row_back_off_and_report_the_cache_as_failing() {
+    use federation_controller::controller::{error_policy, reconcile, stale_read_retry};
+    use federation_controller::health::WATCH_RETRY_CAP;
+    use std::sync::Arc;
+
+    let mut h = setup(json!({}));
+    let health = federation_controller::health::WatchHealth::new(Duration::from_secs(20));
+    Arc::get_mut(&mut h.ctx).expect("not shared yet").health = health.clone();
+    h.reconcile(FE_PATH).await;
+    let stale = Arc::new(h.enablement(FE_PATH).expect("enablement"));
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+
+    let mut requeues = Vec::new();
+    for _ in 0..8 {
+        h.clock.advance(1);
+        let error = reconcile(stale.clone(), h.ctx.clone())
+            .await
+            .expect_err("the stale write is refused");
+        assert!(error.is_stale_read(), "{error}");
+        requeues.push(error_policy(stale.clone(), &error, h.ctx.clone()));
+        tokio::time::advance(Duration::from_secs(5)).await;
+    }
+    let expected: Vec<Action> = (1..=8)
+        .map(|n| Action::requeue(stale_read_retry(n)))
+        .collect();
+    assert_eq!(requeues, expected);
+    assert_eq!(stale_read_retry(1), Duration::from_millis(500));
+    assert_eq!(stale_read_retry(2), Duration::from_secs(1));
+    assert_eq!(stale_read_retry(8), WATCH_RETRY_CAP, "capped");
+    let stalls = health.stalls();
+    assert_eq!(stalls.len(), 1, "40 s of stale reads: {stalls:?}");
+    assert_eq!(stalls[0].watch, "FederationEnablement");
+    assert!(stalls[0].last_error.contains("behind the API server"));
+
+    // The watch brings the new version: the count starts again.
+    health.succeeded("FederationEnablement");
+    h.reconcile(FE_PATH).await;
+    let error = reconcile(stale.clone(), h.ctx.clone())
+        .await
+        .expect_err("still stale");
+    assert_eq!(
+        error_policy(stale, &error, h.ctx.clone()),
+        Action::requeue(stale_read_retry(1)),
+        "a fresh read resets the backoff"
+    );
+    assert_eq!(health.stalls(), []);
+}
+
 #[tokio::test]
 async fn repository_credentials_are_used_only_from_a_secret_labelled_for_it() {
     let chart = json!({"repository": "https://charts.example", "name": "federation", "version": "1.2.3",

@@ -75,6 +75,7 @@ async fn open(cache: &FederationCache, uri: &str) -> (u16, Option<String>, Strea
         auth: Authorizer::None,
         metrics: Arc::new(Metrics::new()),
         clock: Arc::new(support::ManualClock::new()),
+        health: Default::default(),
     });
     let response = router(state)
         .oneshot(
@@ -365,6 +366,7 @@ fn guarded(cache: &FederationCache, namespaces: Option<&'static [&'static str]>)
             auth: Authorizer::kubernetes(server.client()),
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(support::ManualClock::new()),
+            health: Default::default(),
         }),
     }
 }

@@ -339,17 +339,12 @@ impl FederationCache {
             .cloned()
     }
 
-    /// Keeps the cache in step with a watch stream until it ends.
-    pub async fn follow(
-        &self,
-        events: impl Stream<Item = Result<watcher::Event<FederationEnablement>, watcher::Error>>,
-    ) {
+    /// Keeps the cache in step with a watch stream until it ends. The stream's errors are
+    /// handled where it is made (see [`crate::health::WatchHealth::observe`]).
+    pub async fn follow(&self, events: impl Stream<Item = watcher::Event<FederationEnablement>>) {
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            match event {
-                Ok(event) => self.apply(event),
-                Err(error) => tracing::warn!(%error, "FederationEnablement watch failed; retrying"),
-            }
+            self.apply(event);
         }
     }
 }

@@ -27,6 +27,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::controller::Clock;
+use crate::health::WatchHealth;
 use crate::metrics::Metrics;
 pub use auth::{AuthError, Authorizer, Identity};
 pub use cache::FederationCache;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub auth: Authorizer,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// The watches' health, for `/healthz`.
+    pub health: WatchHealth,
 }
 
 /// Error codes of the federation routes.
@@ -152,7 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/sso/federations", get(list))
         .merge(dashboard::routes())
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(
@@ -189,6 +192,28 @@ async fn method_not_allowed() -> ApiError {
         codes::NO_SUCH_ROUTE,
         "this route answers GET only",
     )
+}
+
+/// Fails while a watch has been failing for longer than `--watch-stall-seconds`: the replica is
+/// stuck behind the API server and a restart is the way out.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let stalls = state.health.stalls();
+    if stalls.is_empty() {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    let message = stalls
+        .iter()
+        .map(|s| {
+            format!(
+                "the {} watch has been failing for {} s: {}",
+                s.watch,
+                s.failing_for.as_secs(),
+                s.last_error
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {

@@ -145,6 +145,15 @@ impl FakeApiServer {
             .insert((method, path.to_string()), code);
     }
 
+    /// Undoes [`FakeApiServer::fail`]: the calls succeed again.
+    pub fn heal(&self, method: Method, path: &str) {
+        self.state
+            .lock()
+            .expect("lock")
+            .failures
+            .remove(&(method, path.to_string()));
+    }
+
     /// Returns and forgets the calls logged so far.
     pub fn take_calls(&self) -> Vec<Call> {
         std::mem::take(&mut self.state.lock().expect("lock").calls)
