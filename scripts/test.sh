@@ -13,6 +13,8 @@ if [[ -z ${FEDERATION_E2E_KUBECONFIG:-} ]]; then
   if kubeconfig="$(bash "$testenv" up --watch-pid $$ | tail -n 1)" && [[ -s $kubeconfig ]]; then
     trap 'bash "$testenv" down "$kubeconfig" || true' EXIT
     export FEDERATION_E2E_KUBECONFIG="$kubeconfig"
+    # The suite may start private copies of it (a test that kills and restarts its API server).
+    export FEDERATION_E2E_TESTENV=1
     FEDERATION_E2E_KUBECTL="$(bash "$testenv" kubectl-path)"
     export FEDERATION_E2E_KUBECTL
   elif [[ ${CI:-} == true ]]; then

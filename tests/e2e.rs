@@ -45,6 +45,14 @@ fn env() -> Option<&'static Env> {
         let kubectl = std::env::var_os("FEDERATION_E2E_KUBECTL")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("kubectl"));
+        Some(Env::prepare(kubeconfig, kubectl))
+    })
+    .as_ref()
+}
+
+impl Env {
+    /// The environment of a server, with the CRD applied and Established.
+    fn prepare(kubeconfig: PathBuf, kubectl: PathBuf) -> Env {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-logs");
         std::fs::create_dir_all(&logs).expect("log dir");
         let env = Env {
@@ -60,12 +68,9 @@ fn env() -> Option<&'static Env> {
             "--timeout=60s",
             "crd/federationenablements.federation.fleet.dev",
         ]);
-        Some(env)
-    })
-    .as_ref()
-}
+        env
+    }
 
-impl Env {
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut command = Command::new(&self.kubectl);
         command
@@ -837,4 +842,158 @@ fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_succes
         )),
         "{stderr}"
     );
+}
+
+/// A test API server of this test's own (`tests/testenv/`), which it may kill and start again
+/// without disturbing the tests that share the suite's server. Stopped on drop.
+struct PrivateApiServer {
+    env: &'static Env,
+    state: PathBuf,
+}
+
+impl PrivateApiServer {
+    const TESTENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testenv/testenv.sh");
+
+    /// None (skip) unless the suite runs on the project's own test server.
+    fn start() -> Option<PrivateApiServer> {
+        env()?;
+        if std::env::var("FEDERATION_E2E_TESTENV").as_deref() != Ok("1") {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but the suite does not run on the project's test API server"
+            );
+            eprintln!(
+                "\n!!!!! SKIPPED: killing and restarting the API server needs the project's own \
+                 test server (bash scripts/test.sh) !!!!!\n"
+            );
+            return None;
+        }
+        let out = Command::new("bash")
+            .args([
+                Self::TESTENV,
+                "up",
+                "--watch-pid",
+                &std::process::id().to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("testenv.sh runs");
+        assert!(out.status.success(), "a private test API server starts");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let kubeconfig = PathBuf::from(stdout.lines().last().expect("kubeconfig path").trim());
+        let state = kubeconfig.parent().expect("state dir").to_path_buf();
+        let kubectl = std::env::var_os("FEDERATION_E2E_KUBECTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("kubectl"));
+        let env = Box::leak(Box::new(Env::prepare(kubeconfig, kubectl)));
+        Some(PrivateApiServer { env, state })
+    }
+
+    /// `kill -9` of the API server (etcd keeps its data), then a start after `down_for`, in the
+    /// background: wait on the child for the server to be back.
+    fn crash_and_restart(&self, down_for: Duration) -> Child {
+        Command::new("bash")
+            .args([Self::TESTENV, "restart-apiserver", "--down-for"])
+            .arg(down_for.as_secs().to_string())
+            .arg(&self.state)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("testenv.sh restart-apiserver runs")
+    }
+}
+
+impl Drop for PrivateApiServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .args([Self::TESTENV, "down"])
+            .arg(&self.state)
+            .status();
+    }
+}
+
+#[test]
+fn every_job_resumes_after_the_api_server_is_killed_and_restarted() {
+    let Some(server) = PrivateApiServer::start() else {
+        return;
+    };
+    let mut f = Fixture::new(
+        server.env,
+        "apirestart",
+        &["--simulated-delay-ms=1500", "--watch-stall-seconds=3"],
+    );
+    let names: Vec<String> = (0..10).map(|i| format!("restart-{i}")).collect();
+    let items: Vec<Value> = names
+        .iter()
+        .map(|name| f.enablement(name, &format!("e2e-{name}"), json!({})))
+        .collect();
+    f.create_all(&items);
+    let succeeded_subjobs = |status: &Value| {
+        status["subJobs"]
+            .as_array()
+            .map(|a| a.iter().filter(|s| s["phase"] == "Success").count())
+            .unwrap_or(0)
+    };
+    f.wait_until("every job to be part-way", MINUTE, |f| {
+        names.iter().all(|n| succeeded_subjobs(&f.status(n)) >= 1)
+    });
+    let job_uids: Vec<Value> = names
+        .iter()
+        .map(|n| f.status(n)["jobUID"].clone())
+        .collect();
+    assert!(
+        names.iter().any(|n| f.status(n)["phase"] == "Running"),
+        "some jobs are still running when the API server goes"
+    );
+
+    let mut restart = server.crash_and_restart(Duration::from_secs(8));
+    // Down for longer than --watch-stall-seconds: the replica reports itself unhealthy.
+    f.wait_until(
+        "/healthz to fail while the watches fail",
+        Duration::from_secs(8),
+        |f| {
+            f.http_get("/healthz")
+                .is_ok_and(|(status, _)| status == 503)
+        },
+    );
+    let (_, why) = f.http_get("/healthz").expect("healthz answers");
+    assert!(
+        why.to_string().contains("FederationEnablement"),
+        "/healthz names the failing watch: {why}"
+    );
+    assert!(
+        restart.wait().expect("restart finishes").success(),
+        "the API server is back"
+    );
+
+    f.wait_until(
+        "every job to succeed within 30 s of the API server's return",
+        Duration::from_secs(30),
+        |f| names.iter().all(|n| f.status(n)["phase"] == "Success"),
+    );
+    f.wait_until("/healthz to pass again", Duration::from_secs(10), |f| {
+        f.http_get("/healthz")
+            .is_ok_and(|(status, _)| status == 200)
+    });
+    assert!(
+        f.controller
+            .as_mut()
+            .expect("running")
+            .try_wait()
+            .expect("status")
+            .is_none(),
+        "the same controller process recovered: no restart was needed"
+    );
+    for (name, job_uid) in names.iter().zip(&job_uids) {
+        let status = f.status(name);
+        assert_eq!(&status["jobUID"], job_uid, "{name}: the same run went on");
+        let sub_jobs = status["subJobs"].as_array().expect("subJobs");
+        assert_eq!(sub_jobs.len(), 4, "{name}: each subjob once");
+        for sub_job in sub_jobs {
+            assert_eq!(
+                sub_job["attempts"], 1,
+                "{name}: {} ran once, nothing duplicated",
+                sub_job["type"]
+            );
+        }
+    }
 }
