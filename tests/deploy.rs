@@ -324,6 +324,7 @@ fn defaults_run_two_hardened_replicas_with_leader_election_and_probes() {
             "--log-level=info",
             "--log-format=json",
             "--concurrency=4",
+            "--watch-stall-seconds=120",
             "--allowed-runner-images=docker.io/alpine/helm:3.16.4",
             "--allowed-installer-roles=federation-chart-installer",
             "--leader-elect",
