@@ -51,6 +51,24 @@ impl Observation {
         }
     }
 
+    /// Succeeded, saying what was found.
+    pub fn succeeded_with(message: impl Into<String>) -> Self {
+        Observation::Succeeded {
+            message: Some(message.into()),
+            extend_param: BTreeMap::new(),
+        }
+    }
+
+    /// The same observation, with values to keep in the subjob's `extendParam`.
+    pub fn with_extend_param(mut self, values: BTreeMap<String, String>) -> Self {
+        match &mut self {
+            Observation::Succeeded { extend_param, .. }
+            | Observation::Progressing { extend_param, .. } => extend_param.extend(values),
+            Observation::Failed { .. } => {}
+        }
+        self
+    }
+
     pub fn progressing(reason: &str, message: impl Into<String>) -> Self {
         Observation::Progressing {
             reason: reason.to_string(),

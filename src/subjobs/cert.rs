@@ -603,13 +603,10 @@ impl CertExecutor {
         let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &renewal.ca);
         objects::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
 
-        Ok(Observation::Succeeded {
-            message: Some(format!(
-                "serving certificate valid until {}",
-                renewal.valid_until
-            )),
-            extend_param: BTreeMap::new(),
-        })
+        Ok(Observation::succeeded_with(format!(
+            "serving certificate valid until {}",
+            renewal.valid_until
+        )))
     }
 
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {

@@ -150,10 +150,10 @@ impl NetworkExecutor {
             Ok((host, port)) => {
                 let endpoint = endpoint(&host, port);
                 extend_param.insert(EXTEND_PARAM_ENDPOINT.to_string(), endpoint.clone());
-                Observation::Succeeded {
-                    message: Some(format!("federation API server reachable at {endpoint}")),
-                    extend_param,
-                }
+                Observation::succeeded_with(format!(
+                    "federation API server reachable at {endpoint}"
+                ))
+                .with_extend_param(extend_param)
             }
             Err((reason, message)) => Observation::Progressing {
                 reason: reason.to_string(),

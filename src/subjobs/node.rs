@@ -49,10 +49,10 @@ impl NodeExecutor {
             for node in ours.iter().filter(|n| !keep.contains(&n.name_any())) {
                 self.release(node.name_any(), ctx.uid).await?;
             }
-            return Ok(Observation::Succeeded {
-                message: Some(format!("{wanted} node(s) labelled: {}", keep.join(", "))),
-                extend_param: Default::default(),
-            });
+            return Ok(Observation::succeeded_with(format!(
+                "{wanted} node(s) labelled: {}",
+                keep.join(", ")
+            )));
         }
 
         let mut free: Vec<&Node> = matching
@@ -66,13 +66,10 @@ impl NodeExecutor {
             labelled.push(node.name_any());
         }
         if labelled.len() == wanted {
-            return Ok(Observation::Succeeded {
-                message: Some(format!(
-                    "{wanted} node(s) labelled: {}",
-                    labelled.join(", ")
-                )),
-                extend_param: Default::default(),
-            });
+            return Ok(Observation::succeeded_with(format!(
+                "{wanted} node(s) labelled: {}",
+                labelled.join(", ")
+            )));
         }
         Ok(Observation::progressing(
             reasons::INSUFFICIENT_NODES,

@@ -258,10 +258,7 @@ pub fn contains(actual: &Value, desired: &Value) -> bool {
 /// Done once nothing labelled is left; otherwise wait for the deletions to finish.
 pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
     if remaining == 0 {
-        Observation::Succeeded {
-            message: Some(format!("no {what} of this enablement is left")),
-            extend_param: BTreeMap::new(),
-        }
+        Observation::succeeded_with(format!("no {what} of this enablement is left"))
     } else {
         Observation::progressing(
             reasons::DELETING,
