@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
-use federation_controller::controller::SystemClock;
+use federation_controller::clock::SystemClock;
 use federation_controller::http::{AppState, Authorizer, FederationCache, router};
 use federation_controller::metrics::Metrics;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

@@ -34,7 +34,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use federation_controller::api::{FederationEnablement, JobPhase, SubJobPhase, SubJobType};
-use federation_controller::controller::SystemClock;
+use federation_controller::clock::SystemClock;
 use federation_controller::http::{
     self, AppState, Authorizer, FederationCache, ServeConfig, router,
 };

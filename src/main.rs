@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use federation_controller::api::{FederationEnablement, SubJobType};
-use federation_controller::controller::{self, SystemClock};
+use federation_controller::clock::SystemClock;
+use federation_controller::controller;
 use federation_controller::health::{DEFAULT_WATCH_STALL, WatchBackoff, WatchHealth};
 use federation_controller::http::{self, AppState, Authorizer, FederationCache, ServeConfig};
 use federation_controller::leader::{self, LeaseConfig};

@@ -26,7 +26,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::controller::Clock;
+use crate::clock::Clock;
 use crate::health::WatchHealth;
 use crate::metrics::Metrics;
 pub use auth::{AuthError, Authorizer, Identity};

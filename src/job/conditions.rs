@@ -3,28 +3,42 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::{JobInput, reasons};
+use super::reasons;
 use crate::api::{FederationEnablementStatus, JobPhase};
 
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_PROGRESSING: &str = "Progressing";
 pub const CONDITION_DEGRADED: &str = "Degraded";
 
-/// `degraded`: the outcome of a full maintenance round (None: no round ran, keep what is there).
+/// The outcome of a maintenance round over a successful job's subjobs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum MaintenanceRound {
+    /// No full round ran in this decision: `Degraded` keeps what it says, so a partial round
+    /// never flips it.
+    #[default]
+    NotRun,
+    /// Every subjob's objects are as desired.
+    AsDesired,
+    /// The first subjob found drifted or failing.
+    Degraded { reason: String, message: String },
+}
+
 pub(super) fn update(
     status: &mut FederationEnablementStatus,
-    input: &JobInput<'_>,
-    degraded: Option<Option<(String, String)>>,
+    generation: Option<i64>,
+    round: MaintenanceRound,
     now: Timestamp,
 ) {
     let phase = status.phase.unwrap_or(JobPhase::Pending);
     let reason = status.reason.clone().unwrap_or_default();
     let message = status.message.clone().unwrap_or_default();
-    let generation = input.generation;
 
-    let degraded = match (phase, degraded) {
-        (JobPhase::Success, Some(outcome)) => outcome,
-        (JobPhase::Success, None) => status
+    let degraded = match (phase, round) {
+        (JobPhase::Success, MaintenanceRound::AsDesired) => None,
+        (JobPhase::Success, MaintenanceRound::Degraded { reason, message }) => {
+            Some((reason, message))
+        }
+        (JobPhase::Success, MaintenanceRound::NotRun) => status
             .condition(CONDITION_DEGRADED)
             .filter(|c| c.status == "True")
             .map(|c| (c.reason.clone(), c.message.clone())),

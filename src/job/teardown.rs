@@ -6,39 +6,102 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
-use super::{Observation, Transition, conditions, duration_until, joined_running, reasons};
+use super::{Command, Decision, Observation, Transition, conditions, joined_running, reasons};
 use crate::api::{
     FederationEnablementStatus, JobPhase, SubJobPhase, TeardownStatus, TeardownStepType,
 };
 
-/// What [`decide_teardown`] returns.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TeardownDecision {
-    pub status: FederationEnablementStatus,
-    /// The step to run an executor for now, with its attempt number.
-    pub execute: Vec<(TeardownStepType, i32)>,
-    pub requeue_after: Option<Duration>,
-    pub transitions: Vec<Transition>,
-    /// Every step succeeded: the finalizer may go.
-    pub finished: bool,
+/// Everything the teardown decision depends on besides the status and the observations.
+#[derive(Clone, Debug)]
+pub struct TeardownInput<'a> {
+    pub generation: Option<i64>,
+    /// The time a step's attempt may take.
+    pub timeout: Duration,
+    /// The allowlists refuse the enablement now.
+    pub refused: bool,
+    /// The enablement's own namespace is being deleted: nothing can be created in it.
+    pub own_namespace_terminating: bool,
+    pub poll: &'a PollIntervals,
+    pub now: Timestamp,
 }
 
+/// Refused by the allowlists and never started: nothing was created, so there is nothing to tear
+/// down, and the controller may not even be allowed to look (a foreign namespace while it
+/// watches one namespace). Without this the deletion would wait forever.
+pub fn nothing_to_tear_down(refused: bool, current: &FederationEnablementStatus) -> bool {
+    refused
+        && current.teardown.is_none()
+        && current
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Pending && s.attempts == 0)
+}
+
+/// Decides the next step of the teardown; `finished` once every step succeeded.
+///
+/// Named steps: begin the teardown record, advance the one step under way (the steps run one
+/// after the other), settle the teardown and the job's conditions, stamp the times.
 pub fn decide_teardown(
+    input: &TeardownInput<'_>,
     current: &FederationEnablementStatus,
-    generation: Option<i64>,
-    timeout: Duration,
-    now: Timestamp,
     observations: &BTreeMap<TeardownStepType, Observation>,
     new_uid: &mut dyn FnMut() -> String,
-) -> TeardownDecision {
-    let now =
-        super::status_now(now).max(current.update_time.as_ref().map_or(Timestamp::MIN, |t| t.0));
+) -> Decision {
+    if nothing_to_tear_down(input.refused, current) {
+        return Decision {
+            status: current.clone(),
+            commands: Vec::new(),
+            requeue_after: None,
+            transitions: Vec::new(),
+            finished: true,
+        };
+    }
+    let now = super::monotonic_now(input.now, current);
     let mut status = current.clone();
     let mut transitions = Vec::new();
-    let mut execute = Vec::new();
+    let teardown = begin_teardown(&mut status, &mut transitions, now, new_uid);
+    let running = advance_steps(teardown, observations, input.timeout, now);
+    let finished = settle_teardown(&mut status, &mut transitions, input.generation, now);
+    stamp_times(&mut status, current, now);
 
-    let teardown = status.teardown.get_or_insert_with(|| {
+    let commands = running
+        .and_then(|type_| {
+            let step = status
+                .teardown
+                .as_ref()?
+                .steps
+                .iter()
+                .find(|s| s.type_ == type_)?;
+            let started_at = step.attempt_start_time.as_ref().map_or(now, |t| t.0);
+            Some(Command::Undo {
+                step: type_,
+                attempt: step.attempts,
+                started_at,
+                deadline: step::deadline(started_at, input.timeout),
+                own_namespace_terminating: input.own_namespace_terminating,
+            })
+        })
+        .into_iter()
+        .collect();
+    Decision {
+        requeue_after: requeue::after_teardown(&status, input.timeout, input.poll, now),
+        status,
+        commands,
+        transitions,
+        finished,
+    }
+}
+
+/// The teardown record, made on the first decision after the deletion.
+fn begin_teardown<'a>(
+    status: &'a mut FederationEnablementStatus,
+    transitions: &mut Vec<Transition>,
+    now: Timestamp,
+    new_uid: &mut dyn FnMut() -> String,
+) -> &'a mut TeardownStatus {
+    status.teardown.get_or_insert_with(|| {
         transitions.push(Transition::TeardownStarted);
         TeardownStatus {
             job_uid: new_uid(),
@@ -54,53 +117,70 @@ pub fn decide_teardown(
                 .map(|t| step::new_step(t, new_uid(), now))
                 .collect(),
         }
-    });
+    })
+}
 
+/// Applies what was observed to the step under way, times it out or starts the next attempt
+/// or step; returns the step whose executor runs now.
+fn advance_steps(
+    teardown: &mut TeardownStatus,
+    observations: &BTreeMap<TeardownStepType, Observation>,
+    timeout: Duration,
+    now: Timestamp,
+) -> Option<TeardownStepType> {
     for current_step in teardown.steps.iter_mut() {
         let type_ = current_step.type_;
         match current_step.phase {
             SubJobPhase::Success => continue,
             SubJobPhase::Pending => {
                 step::start_attempt(current_step, now);
-                execute.push((type_, current_step.attempts));
-                break;
+                return Some(type_);
             }
             SubJobPhase::Running if step::backing_off(current_step) => {
-                if current_step
+                let due = current_step
                     .next_attempt_time
                     .as_ref()
-                    .is_some_and(|t| t.0 <= now)
-                {
+                    .is_some_and(|t| t.0 <= now);
+                if due {
                     step::start_attempt(current_step, now);
-                    execute.push((type_, current_step.attempts));
+                    return Some(type_);
                 }
-                break;
+                return None;
             }
             SubJobPhase::Running => {
-                let applied = match observations.get(&type_) {
+                let observation = observations.get(&type_);
+                let applied = match observation {
                     Some(observation) => {
                         step::apply_observation(current_step, observation, None, now)
                     }
-                    None => {
-                        execute.push((type_, current_step.attempts));
-                        Applied::Unchanged
-                    }
+                    None => Applied::Unchanged,
                 };
                 if matches!(applied, Applied::Succeeded) {
                     continue;
                 }
-                if let Some(Applied::Retrying) =
-                    step::time_out_if_due(current_step, timeout, None, now)
-                {
-                    execute.retain(|(t, _)| *t != type_);
-                }
-                break;
+                let timed_out = step::time_out_if_due(current_step, timeout, None, now);
+                let retrying = matches!(applied, Applied::Retrying)
+                    || matches!(timed_out, Some(Applied::Retrying));
+                return (observation.is_none() && !retrying).then_some(type_);
             }
             // Teardown steps have no attempt limit, so none stays Failed; never skip one.
-            SubJobPhase::Failed => break,
+            SubJobPhase::Failed => return None,
         }
     }
+    None
+}
 
+/// The teardown's phase, reason and message, and the job's while it is deleted; true once every
+/// step succeeded.
+fn settle_teardown(
+    status: &mut FederationEnablementStatus,
+    transitions: &mut Vec<Transition>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> bool {
+    let Some(teardown) = status.teardown.as_mut() else {
+        return false;
+    };
     let done = teardown
         .steps
         .iter()
@@ -141,12 +221,6 @@ pub fn decide_teardown(
     teardown.reason = Some(reason);
     teardown.message = Some(message.clone());
 
-    let requeue_after = teardown
-        .steps
-        .iter()
-        .filter_map(|s| step::next_deadline(s, timeout))
-        .min()
-        .map(|at| duration_until(now, at));
     let progress = format!("{done}/{total}");
     let running = joined_running(&teardown.steps);
 
@@ -171,6 +245,15 @@ pub fn decide_teardown(
         );
     }
 
+    finished
+}
+
+/// Stamps `updateTime` on every step that changed, on the teardown and on the status.
+fn stamp_times(
+    status: &mut FederationEnablementStatus,
+    current: &FederationEnablementStatus,
+    now: Timestamp,
+) {
     if let (Some(new), Some(old)) = (status.teardown.as_mut(), current.teardown.as_ref()) {
         for new_step in &mut new.steps {
             if old
@@ -185,15 +268,7 @@ pub fn decide_teardown(
             new.update_time = Some(micro(now));
         }
     }
-    if status != *current {
+    if *status != *current {
         status.update_time = Some(micro(now));
-    }
-
-    TeardownDecision {
-        status,
-        execute,
-        requeue_after,
-        transitions,
-        finished,
     }
 }

@@ -44,6 +44,7 @@ struct Harness {
     retry: Option<String>,
     blocked: Option<Blocked>,
     namespace_ready: bool,
+    poll: PollIntervals,
     ids: Ids,
 }
 
@@ -55,6 +56,7 @@ impl Harness {
             retry: None,
             blocked: None,
             namespace_ready: true,
+            poll: PollIntervals::default(),
             ids: Ids(0),
         }
     }
@@ -65,7 +67,12 @@ impl Harness {
             generation: Some(1),
             retry_annotation: self.retry.as_deref(),
             blocked: self.blocked.clone(),
-            namespace_ready: self.namespace_ready,
+            namespace: if self.namespace_ready {
+                NamespaceState::Ready
+            } else {
+                NamespaceState::Unchecked
+            },
+            poll: &self.poll,
             now,
         };
         let observations: BTreeMap<_, _> = observations.iter().cloned().collect();
@@ -87,8 +94,7 @@ impl Harness {
     fn run_to_success(&mut self, now: Timestamp) {
         for _ in 0..4 {
             let d = self.step(now, &[]);
-            let obs: Vec<_> = d
-                .execute
+            let obs: Vec<_> = runs(&d)
                 .iter()
                 .map(|(t, _)| (*t, Observation::succeeded()))
                 .collect();
@@ -98,8 +104,30 @@ impl Harness {
     }
 }
 
+/// The subjobs the decision runs an executor for, in order, and how.
+fn runs(d: &Decision) -> Vec<(SubJobType, Mode)> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Run { sub_job, mode, .. } => Some((*sub_job, *mode)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn attempts(d: &Decision) -> Vec<(SubJobType, Mode)> {
-    d.execute.clone()
+    runs(d)
+}
+
+/// The teardown steps the decision runs, with their attempt numbers.
+fn undos(d: &Decision) -> Vec<(TeardownStepType, i32)> {
+    d.commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Undo { step, attempt, .. } => Some((*step, *attempt)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -136,7 +164,7 @@ fn cert_waits_until_node_and_network_have_succeeded() {
     let mut h = Harness::new();
     h.step(t0(), &[]);
     let d = h.step(at(1), &[(CreateNode, Observation::succeeded())]);
-    assert!(d.execute.iter().all(|(t, _)| *t != CreateCert));
+    assert!(runs(&d).iter().all(|(t, _)| *t != CreateCert));
     assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
     let d = h.step(at(2), &[(CreateNetworkResource, Observation::succeeded())]);
     assert_eq!(attempts(&d), vec![(CreateCert, Mode::Attempt(1))]);
@@ -214,16 +242,16 @@ fn failed_attempt_is_retried_after_exponential_backoff() {
     assert_eq!(node.attempts, 1);
     assert_eq!(node.reason.as_deref(), Some("ApiError"));
     assert_eq!(node.next_attempt_time.as_ref().map(|t| t.0), Some(at(6)));
-    assert!(d.execute.iter().all(|(t, _)| *t != CreateNode));
+    assert!(runs(&d).iter().all(|(t, _)| *t != CreateNode));
     assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
 
     let d = h.step(at(5), &[]);
     assert!(
-        d.execute.iter().all(|(t, _)| *t != CreateNode),
+        runs(&d).iter().all(|(t, _)| *t != CreateNode),
         "not before the backoff"
     );
     let d = h.step(at(6), &[]);
-    assert!(d.execute.contains(&(CreateNode, Mode::Attempt(2))));
+    assert!(runs(&d).contains(&(CreateNode, Mode::Attempt(2))));
     h.step(
         at(7),
         &[(CreateNode, Observation::failed("ApiError", "boom again"))],
@@ -302,7 +330,7 @@ fn running_subjobs_finish_before_the_job_fails_and_nothing_new_starts() {
     assert_eq!(h.phase(), JobPhase::Failed);
     assert_eq!(h.status.reason.as_deref(), Some("InsufficientNodes"));
     assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
-    assert!(d.execute.is_empty());
+    assert!(d.commands.is_empty());
     assert!(d.transitions.iter().any(
         |t| matches!(t, Transition::JobFailed { reason, .. } if reason == "InsufficientNodes")
     ));
@@ -318,6 +346,8 @@ fn running_subjobs_finish_before_the_job_fails_and_nothing_new_starts() {
 fn attempt_that_outlives_its_timeout_fails_with_reason_timeout() {
     let mut h = Harness::new();
     h.spec.sub_job_timeout_seconds = 60;
+    // Executors that want no look before the deadline.
+    h.poll = PollIntervals::new(SubJobType::ALL.map(|t| (t, Duration::from_secs(120))));
     h.step(t0(), &[]);
     let d = h.step(at(30), &[]);
     assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
@@ -326,7 +356,7 @@ fn attempt_that_outlives_its_timeout_fails_with_reason_timeout() {
     let node = h.sub_job(CreateNode);
     assert_eq!(node.reason.as_deref(), Some("Timeout"));
     assert!(node.next_attempt_time.is_some());
-    assert!(d.execute.iter().all(|(t, _)| *t != CreateNode));
+    assert!(runs(&d).iter().all(|(t, _)| *t != CreateNode));
 }
 
 #[test]
@@ -378,7 +408,7 @@ fn retry_value_present_at_creation_or_already_handled_does_nothing() {
     let before = h.status.clone();
     let d = h.step(at(3), &[]);
     assert_eq!(h.phase(), JobPhase::Failed);
-    assert!(d.execute.is_empty());
+    assert!(d.commands.is_empty());
     assert_eq!(h.status, before, "nothing changed, nothing to write");
 }
 
@@ -394,7 +424,7 @@ fn spec_change_starts_a_new_job_run() {
     assert_eq!(h.sub_job(CreateNode).attempts, 1);
     assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
     assert_eq!(h.status.creation_time.as_ref().map(|t| t.0), Some(at(10)));
-    assert_eq!(d.execute.len(), 2);
+    assert_eq!(runs(&d).len(), 2);
 }
 
 #[test]
@@ -420,7 +450,7 @@ fn suspend_stops_new_starts_without_a_new_run() {
         "running ones observed"
     );
     assert_eq!(h.sub_job(CreateCert).phase, SubJobPhase::Pending);
-    assert!(d.execute.is_empty());
+    assert!(d.commands.is_empty());
     let progressing = h
         .status
         .condition(CONDITION_PROGRESSING)
@@ -443,8 +473,8 @@ fn blocked_job_fails_at_once_creates_nothing_and_resumes_when_unblocked() {
         message: "fleet-a is owned by ns/other".into(),
     });
     let d = h.step(t0(), &[]);
-    assert!(d.execute.is_empty());
-    assert!(!d.ensure_namespace);
+    assert!(d.commands.is_empty());
+    assert!(!d.commands.contains(&Command::EnsureNamespace));
     assert_eq!(h.phase(), JobPhase::Failed);
     assert_eq!(h.status.reason.as_deref(), Some("DuplicateClusterGroupID"));
     assert!(
@@ -457,7 +487,7 @@ fn blocked_job_fails_at_once_creates_nothing_and_resumes_when_unblocked() {
     h.blocked = None;
     let d = h.step(at(1), &[]);
     assert_eq!(h.phase(), JobPhase::Running);
-    assert_eq!(d.execute.len(), 2);
+    assert_eq!(runs(&d).len(), 2);
 }
 
 #[test]
@@ -465,8 +495,8 @@ fn missing_namespace_is_ensured_before_any_subjob_starts() {
     let mut h = Harness::new();
     h.namespace_ready = false;
     let d = h.step(t0(), &[]);
-    assert!(d.ensure_namespace);
-    assert!(d.execute.is_empty());
+    assert!(d.commands.contains(&Command::EnsureNamespace));
+    assert!(runs(&d).is_empty());
     assert_eq!(h.phase(), JobPhase::Pending);
     assert_eq!(h.status.reason.as_deref(), Some("WaitingForNamespace"));
 }
@@ -498,8 +528,8 @@ fn success_is_maintained_and_drift_sets_degraded() {
     let mut h = Harness::new();
     h.run_to_success(t0());
     let d = h.step(at(10), &[]);
-    assert_eq!(d.execute.len(), 4);
-    assert!(d.execute.iter().all(|(_, m)| *m == Mode::Maintain));
+    assert_eq!(runs(&d).len(), 4);
+    assert!(runs(&d).iter().all(|(_, m)| *m == Mode::Maintain));
 
     let mut obs: Vec<_> = SubJobType::ALL
         .iter()
@@ -566,16 +596,18 @@ fn run_teardown(
     now: Timestamp,
     observations: &[(TeardownStepType, Observation)],
     ids: &mut Ids,
-) -> TeardownDecision {
+) -> Decision {
     let observations: BTreeMap<_, _> = observations.iter().cloned().collect();
-    decide_teardown(
-        status,
-        Some(1),
-        Duration::from_secs(600),
+    let poll = PollIntervals::default();
+    let input = TeardownInput {
+        generation: Some(1),
+        timeout: Duration::from_secs(600),
+        refused: false,
+        own_namespace_terminating: false,
+        poll: &poll,
         now,
-        &observations,
-        &mut || ids.next(),
-    )
+    };
+    decide_teardown(&input, status, &observations, &mut || ids.next())
 }
 
 #[test]
@@ -586,9 +618,10 @@ fn teardown_runs_its_steps_in_order_and_finishes() {
     let mut order = Vec::new();
     loop {
         let d = run_teardown(&status, now, &[], &mut ids);
+        let next = undos(&d).first().copied();
         status = d.status;
         assert_eq!(status.phase, Some(JobPhase::Deleting));
-        let Some((step, _)) = d.execute.first().copied() else {
+        let Some((step, _)) = next else {
             break;
         };
         order.push(step);
@@ -640,12 +673,138 @@ fn failed_teardown_step_is_retried_without_limit_and_reported() {
             .expect("backoff")
             .0;
         let d = run_teardown(&status, now, &[], &mut ids);
-        status = d.status;
         assert_eq!(
-            d.execute,
+            undos(&d),
             vec![(TeardownStepType::UninstallFederationChart, attempt + 1)]
         );
+        status = d.status;
     }
+}
+
+#[test]
+fn attempts_in_flight_are_looked_at_at_their_executors_pace() {
+    let mut h = Harness::new();
+    h.poll = PollIntervals::new([
+        (CreateNode, Duration::from_secs(7)),
+        (CreateNetworkResource, Duration::from_secs(9)),
+    ]);
+    let d = h.step(t0(), &[]);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(7)));
+    let d = h.step(at(1), &[(CreateNode, Observation::succeeded())]);
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(9)),
+        "only what is still in flight"
+    );
+}
+
+#[test]
+fn success_is_checked_again_after_the_maintenance_interval() {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    let d = h.step(at(1), &[]);
+    assert_eq!(d.requeue_after, Some(MAINTENANCE_INTERVAL));
+}
+
+#[test]
+fn a_duplicate_checks_again_whether_the_fleet_is_free() {
+    let mut h = Harness::new();
+    h.blocked = Some(Blocked {
+        reason: reasons::DUPLICATE_CLUSTER_GROUP_ID,
+        message: "fleet-a is enabled by team-b/fleet-a".into(),
+    });
+    let d = h.step(t0(), &[]);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(d.requeue_after, Some(DUPLICATE_RECHECK_INTERVAL));
+    h.blocked = Some(Blocked {
+        reason: reasons::NOT_ALLOWED,
+        message: "no".into(),
+    });
+    let d = h.step(at(1), &[]);
+    assert_eq!(d.requeue_after, None, "a refusal waits for a change");
+}
+
+#[test]
+fn a_terminating_namespace_holds_every_start_and_is_checked_again() {
+    let mut h = Harness::new();
+    let input = JobInput {
+        spec: &h.spec,
+        generation: Some(1),
+        retry_annotation: None,
+        blocked: None,
+        namespace: NamespaceState::Terminating,
+        poll: &h.poll,
+        now: t0(),
+    };
+    let d = decide(&input, &h.status, &BTreeMap::new(), &mut || h.ids.next());
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(
+        d.status.reason.as_deref(),
+        Some(reasons::WAITING_FOR_NAMESPACE)
+    );
+    assert_eq!(d.requeue_after, Some(NAMESPACE_TERMINATING_RECHECK));
+}
+
+#[test]
+fn a_started_job_needs_no_namespace_check() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    h.namespace_ready = false;
+    let d = h.step(at(1), &[(CreateNode, Observation::succeeded())]);
+    assert!(!d.commands.contains(&Command::EnsureNamespace));
+}
+
+#[test]
+fn commands_carry_the_attempt_start_and_deadline() {
+    let mut h = Harness::new();
+    h.spec.sub_job_timeout_seconds = 60;
+    h.step(t0(), &[]);
+    let d = h.step(at(10), &[]);
+    assert!(d.commands.contains(&Command::Run {
+        sub_job: CreateNode,
+        mode: Mode::Attempt(1),
+        started_at: t0(),
+        deadline: at(60),
+    }));
+}
+
+#[test]
+fn a_refused_enablement_that_never_started_has_nothing_to_tear_down() {
+    let mut h = Harness::new();
+    h.blocked = Some(Blocked {
+        reason: reasons::NOT_ALLOWED,
+        message: "no".into(),
+    });
+    h.step(t0(), &[]);
+    let poll = PollIntervals::default();
+    let input = |refused| TeardownInput {
+        generation: Some(1),
+        timeout: Duration::from_secs(600),
+        refused,
+        own_namespace_terminating: false,
+        poll: &poll,
+        now: at(1),
+    };
+    let d = decide_teardown(&input(true), &h.status, &BTreeMap::new(), &mut || {
+        h.ids.next()
+    });
+    assert!(d.finished);
+    assert!(d.commands.is_empty());
+    assert_eq!(d.status, h.status, "nothing written");
+
+    let d = decide_teardown(&input(false), &h.status, &BTreeMap::new(), &mut || {
+        h.ids.next()
+    });
+    assert!(!d.finished, "allowed now: the teardown runs its steps");
+    assert_eq!(undos(&d).len(), 1);
+}
+
+#[test]
+fn a_teardown_step_in_flight_is_looked_at_every_few_seconds() {
+    let mut ids = Ids(100);
+    let d = run_teardown(&FederationEnablementStatus::default(), t0(), &[], &mut ids);
+    assert_eq!(undos(&d).len(), 1);
+    assert_eq!(d.requeue_after, Some(TEARDOWN_POLL_CAP));
 }
 
 // ---- properties ----
@@ -696,7 +855,7 @@ proptest! {
             let mut retried_or_changed = false;
             let observations: Vec<(SubJobType, Observation)> = match &event {
                 Event::Advance(s) => { now += SignedDuration::from_secs(i64::from(*s)); vec![] }
-                Event::Observe(codes) => last.execute.iter().zip(codes).map(|((t, _), c)| (*t, observation(*c))).collect(),
+                Event::Observe(codes) => runs(&last).iter().zip(codes).map(|((t, _), c)| (*t, observation(*c))).collect(),
                 Event::Retry => { retries += 1; h.retry = Some(retries.to_string()); retried_or_changed = true; vec![] }
                 Event::ToggleSuspend => { h.spec.suspend = !h.spec.suspend; vec![] }
                 Event::ChangeSpec => { h.spec.control_plane.replicas = h.spec.control_plane.replicas % 7 + 1; retried_or_changed = true; vec![] }
@@ -733,7 +892,7 @@ proptest! {
                 prop_assert_eq!(s.phase, before.phase);
             }
             // executors only run for subjobs that are running
-            for (t, _) in &last.execute {
+            for (t, _) in &runs(&last) {
                 prop_assert!(s.sub_job(*t).expect("present").phase != SubJobPhase::Pending);
             }
         }

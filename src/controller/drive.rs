@@ -1,0 +1,251 @@
+//! The drive loop: the state machine's decisions carried out until it asks for nothing new,
+//! for a job run and for a teardown alike.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::{Resource, ResourceExt};
+use tracing::warn;
+
+use super::{Context, Error, MAX_ROUNDS};
+use crate::api::{
+    FederationEnablement, FederationEnablementStatus, RETRY_ANNOTATION, SubJobType,
+    TeardownStepType,
+};
+use crate::job::{
+    self, Command, Decision, JobInput, Observation, TeardownInput, Transition, reasons,
+};
+use crate::subjobs::{self, NamespaceState};
+
+/// What the drive loop left: the status to write, the events, and when to look again.
+pub(super) struct Driven {
+    pub status: FederationEnablementStatus,
+    pub transitions: Vec<Transition>,
+    pub requeue_after: Option<Duration>,
+    pub finished: bool,
+}
+
+/// One run of the state machine within a reconcile: the job, or the teardown. `decide` is the
+/// pure decision of `job/`; `execute` carries out its commands.
+pub(super) trait Machine: Sync {
+    type Step: Ord + Send;
+
+    fn decide(
+        &self,
+        status: &FederationEnablementStatus,
+        observations: &BTreeMap<Self::Step, Observation>,
+    ) -> Decision;
+
+    fn execute<'a>(
+        &'a self,
+        status: &'a FederationEnablementStatus,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'a, Result<BTreeMap<Self::Step, Observation>, Error>>;
+}
+
+/// Carries out the machine's commands and feeds what they observed back to it, until it asks
+/// for nothing new.
+///
+/// The rule: **each subjob executes at most once per reconcile** (so do each teardown step and
+/// the namespace check). A subjob still in flight after its executor ran is looked at again on
+/// the requeue the decision asks for, or on a watch event; this loop never polls.
+pub(super) async fn drive<M: Machine>(
+    machine: &M,
+    current: &FederationEnablementStatus,
+) -> Result<Driven, Error> {
+    let mut driven = Driven {
+        status: current.clone(),
+        transitions: Vec::new(),
+        requeue_after: None,
+        finished: false,
+    };
+    let mut observations = BTreeMap::new();
+    let mut executed = BTreeSet::new();
+    for _ in 0..MAX_ROUNDS {
+        let decision = machine.decide(&driven.status, &observations);
+        driven.status = decision.status;
+        driven.transitions.extend(decision.transitions);
+        driven.requeue_after = decision.requeue_after;
+        driven.finished = decision.finished;
+        let commands: Vec<Command> = decision
+            .commands
+            .into_iter()
+            .filter(|command| executed.insert(command.target()))
+            .collect();
+        if commands.is_empty() {
+            break;
+        }
+        observations = machine.execute(&driven.status, commands).await?;
+    }
+    Ok(driven)
+}
+
+/// The job run of one enablement.
+pub(super) struct JobMachine<'a> {
+    pub fe: &'a FederationEnablement,
+    pub ctx: &'a Context,
+    pub blocked: Option<job::Blocked>,
+    pub control_plane_namespace: String,
+    /// What EnsureNamespace found, for the decisions that follow it in this reconcile.
+    pub namespace: std::sync::Mutex<job::NamespaceState>,
+}
+
+impl JobMachine<'_> {
+    fn namespace(&self) -> job::NamespaceState {
+        *self.namespace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Machine for JobMachine<'_> {
+    type Step = SubJobType;
+
+    fn decide(
+        &self,
+        status: &FederationEnablementStatus,
+        observations: &BTreeMap<SubJobType, Observation>,
+    ) -> Decision {
+        let input = JobInput {
+            spec: &self.fe.spec,
+            generation: self.fe.meta().generation,
+            retry_annotation: self
+                .fe
+                .annotations()
+                .get(RETRY_ANNOTATION)
+                .map(String::as_str),
+            blocked: self.blocked.clone(),
+            namespace: self.namespace(),
+            poll: &self.ctx.poll_intervals,
+            now: self.ctx.clock.now(),
+        };
+        job::decide(&input, status, observations, &mut || (self.ctx.new_uid)())
+    }
+
+    fn execute<'a>(
+        &'a self,
+        status: &'a FederationEnablementStatus,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'a, Result<BTreeMap<SubJobType, Observation>, Error>> {
+        Box::pin(async move {
+            let (ctx, fe) = (self.ctx, self.fe);
+            let mut runs = Vec::new();
+            for command in commands {
+                match command {
+                    Command::EnsureNamespace => {
+                        let state =
+                            ensure_namespace(ctx, fe, &self.control_plane_namespace, true).await?;
+                        *self.namespace.lock().unwrap_or_else(|e| e.into_inner()) = state;
+                    }
+                    Command::Run { sub_job, mode, .. } => runs.push((sub_job, mode)),
+                    Command::Undo { step, .. } => {
+                        warn!(%step, "a job run asked for a teardown step")
+                    }
+                }
+            }
+            let sub_ctx = subjobs::Context::new(fe, status, &ctx.settings, false, ctx.clock.now());
+            let sub_ctx = &sub_ctx;
+            let observed = future::join_all(runs.into_iter().map(|(sub_job, mode)| async move {
+                let executor = ctx.executors.get(sub_job);
+                (sub_job, observe(executor.run(sub_ctx, mode).await, sub_job))
+            }))
+            .await;
+            Ok(observed.into_iter().collect())
+        })
+    }
+}
+
+/// The teardown of one enablement being deleted.
+pub(super) struct TeardownMachine<'a> {
+    pub fe: &'a FederationEnablement,
+    pub ctx: &'a Context,
+    pub refused: bool,
+    pub own_namespace_terminating: bool,
+}
+
+impl Machine for TeardownMachine<'_> {
+    type Step = TeardownStepType;
+
+    fn decide(
+        &self,
+        status: &FederationEnablementStatus,
+        observations: &BTreeMap<TeardownStepType, Observation>,
+    ) -> Decision {
+        let input = TeardownInput {
+            generation: self.fe.meta().generation,
+            timeout: job::sub_job_timeout(&self.fe.spec),
+            refused: self.refused,
+            own_namespace_terminating: self.own_namespace_terminating,
+            poll: &self.ctx.poll_intervals,
+            now: self.ctx.clock.now(),
+        };
+        job::decide_teardown(&input, status, observations, &mut || (self.ctx.new_uid)())
+    }
+
+    fn execute<'a>(
+        &'a self,
+        status: &'a FederationEnablementStatus,
+        commands: Vec<Command>,
+    ) -> BoxFuture<'a, Result<BTreeMap<TeardownStepType, Observation>, Error>> {
+        Box::pin(async move {
+            let ctx = self.ctx;
+            let mut observed = BTreeMap::new();
+            for command in commands {
+                let Command::Undo {
+                    step,
+                    attempt,
+                    own_namespace_terminating,
+                    ..
+                } = command
+                else {
+                    warn!(?command, "a teardown asked for a job command");
+                    continue;
+                };
+                let sub_ctx = subjobs::Context::new(
+                    self.fe,
+                    status,
+                    &ctx.settings,
+                    own_namespace_terminating,
+                    ctx.clock.now(),
+                );
+                let executor = ctx.executors.get(step.undoes());
+                let observation = observe(executor.teardown(&sub_ctx, attempt).await, step);
+                observed.insert(step, observation);
+            }
+            Ok(observed)
+        })
+    }
+}
+
+/// Creates (or finds) a namespace the controller may use, annotated with the enablement's uid.
+pub(super) async fn ensure_namespace(
+    ctx: &Context,
+    fe: &FederationEnablement,
+    name: &str,
+    create: bool,
+) -> Result<job::NamespaceState, Error> {
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let uid = fe.uid().unwrap_or_default();
+    let state = subjobs::ensure_control_plane_namespace(&namespaces, name, &uid, create)
+        .await
+        .map_err(|e| {
+            let enablement = format!("{}/{}", fe.namespace().unwrap_or_default(), fe.name_any());
+            Error::Namespace(enablement, e)
+        })?;
+    Ok(match state {
+        NamespaceState::Ready => job::NamespaceState::Ready,
+        NamespaceState::Missing => job::NamespaceState::Unchecked,
+        // Being deleted: wait for it to go, then it is created afresh.
+        NamespaceState::Terminating => job::NamespaceState::Terminating,
+    })
+}
+
+/// An executor's error is a failed attempt that names what failed.
+fn observe(result: subjobs::Result<Observation>, sub_job: impl std::fmt::Display) -> Observation {
+    result.unwrap_or_else(|error| {
+        warn!(%sub_job, %error, "executor failed");
+        Observation::failed(reasons::API_ERROR, error.to_string())
+    })
+}

@@ -1,0 +1,343 @@
+//! kube-runtime wiring: watches, reconcile, error policy. The drive loop that carries out the
+//! state machine's commands is in `drive.rs`, the two kinds of reconcile in `reconcile.rs`,
+//! and what a reconcile writes in `status.rs`.
+//!
+//! A reconcile reads the status and the cluster, asks the pure state machine (`job`) what to
+//! do, runs the executors it names, feeds their observations back, and writes the status once,
+//! only when it changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::api::{
+    ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, FINALIZER, FederationEnablement,
+    MANAGED_BY_LABEL, MANAGER, SubJobPhase, SubJobType,
+};
+mod drive;
+mod reconcile;
+mod status;
+
+pub use crate::clock::{Clock, SystemClock};
+pub use status::to_event;
+
+use reconcile::{run_job, teardown};
+use status::add_finalizer;
+
+use crate::health::{WATCH_RETRY_CAP, WatchBackoff, WatchHealth};
+use crate::job::PollIntervals;
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::subjobs::{self, Executors, Settings};
+
+/// Errors that fail a reconcile (it is retried by the error policy).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("patching the status of {0}: {1}")]
+    StatusPatch(String, #[source] kube::Error),
+    #[error("updating the finalizers of {0}: {1}")]
+    Finalizer(String, #[source] kube::Error),
+    #[error("control-plane namespace of {0}: {1}")]
+    Namespace(String, #[source] subjobs::Error),
+    #[error("building a patch: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+pub use crate::job::{DUPLICATE_RECHECK_INTERVAL, MAINTENANCE_INTERVAL};
+/// Rounds of decide-and-execute in one reconcile (each subjob wave takes one).
+const MAX_ROUNDS: usize = 8;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub executors: Executors,
+    /// How often each executor wants an attempt in flight looked at.
+    pub poll_intervals: PollIntervals,
+    pub policy: Policy,
+    pub settings: Settings,
+    /// Events are best effort: None records none.
+    pub recorder: Option<Recorder>,
+    /// All enablements this controller sees, for the one-owner-per-fleet rule.
+    pub store: Store<FederationEnablement>,
+    pub clock: Arc<dyn Clock>,
+    pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
+    pub metrics: Arc<Metrics>,
+    /// Where a cache found behind the API server (a 409 on a write) is reported.
+    pub health: WatchHealth,
+    /// Stale reads in a row per enablement, for the backoff of their retries.
+    stale_reads: std::sync::Mutex<std::collections::HashMap<ObjectRef<FederationEnablement>, u32>>,
+    /// An event failed to record already: later failures are logged at debug level only.
+    events_failing: std::sync::atomic::AtomicBool,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        executors: Executors,
+        policy: Policy,
+        store: Store<FederationEnablement>,
+    ) -> Self {
+        let settings = Settings {
+            default_runner_image: policy.default_runner_image().to_string(),
+        };
+        let recorder = Recorder::new(client.clone(), Reporter::from(MANAGER.to_string()));
+        let poll_intervals =
+            PollIntervals::new(SubJobType::ALL.map(|t| (t, executors.get(t).poll_interval())));
+        Context {
+            client,
+            executors,
+            poll_intervals,
+            policy,
+            settings,
+            recorder: Some(recorder),
+            store,
+            clock: Arc::new(SystemClock),
+            new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
+            metrics: Arc::new(Metrics::new()),
+            health: WatchHealth::default(),
+            stale_reads: Default::default(),
+            events_failing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
+///
+/// Every watch has its own backoff and reports to `health`; its errors never reach the
+/// controller's trigger queue, so one failing watch neither pauses the others nor the store.
+pub async fn run(
+    client: Client,
+    executors: Executors,
+    policy: Policy,
+    concurrency: u16,
+    metrics: Arc<Metrics>,
+    health: WatchHealth,
+    shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = policy.watch_namespace.clone();
+    let api: Api<FederationEnablement> = scoped(&client, namespace.as_deref());
+    let (store, writer) = reflector::store();
+    // A consistent list (not `any_semantic`): a relist after the API server restarts must not
+    // put back versions older than those this controller already wrote on.
+    let enablements = health
+        .observe(
+            "FederationEnablement",
+            watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
+        )
+        .map(Ok)
+        .reflect(writer)
+        .applied_objects();
+    let mut controller = Controller::for_stream(enablements, store.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown);
+    if executors.kubernetes {
+        let ns = namespace.as_deref();
+        controller = watch_ours(controller, &health, scoped::<Service>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<Secret>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<Job>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<ServiceAccount>(&client, ns));
+        controller = watch_ours(controller, &health, scoped::<RoleBinding>(&client, ns));
+        controller = watch_ours(
+            controller,
+            &health,
+            Api::<ClusterRoleBinding>::all(client.clone()),
+        );
+        let nodes_store = store.clone();
+        let nodes = watched(
+            &health,
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        controller =
+            controller.watches_stream(nodes, move |node| waiting_on_nodes(&nodes_store, &node));
+    }
+    let mut context = Context::new(client, executors, policy, store);
+    context.metrics = metrics;
+    context.health = health;
+    let context = Arc::new(context);
+    info!("controller started");
+    controller
+        .run(reconcile, error_policy, context)
+        .for_each(|result| {
+            match result {
+                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
+                // Deleted while a reconcile was queued: nothing left to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
+                    debug!(%object, "gone before its reconcile")
+                }
+                Err(error) => warn!(%error, "reconcile failed"),
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Watches the objects of kind `K` this controller made (only those: the watch is filtered by
+/// label, so the cache never holds, say, every Secret of the cluster).
+fn watch_ours<K>(
+    controller: Controller<FederationEnablement>,
+    health: &WatchHealth,
+    api: Api<K>,
+) -> Controller<FederationEnablement>
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+    controller.watches_stream(watched(health, api, ours), by_labels)
+}
+
+/// The objects a watch touches, with the watch's own backoff, its health reported under its kind.
+fn watched<K>(
+    health: &WatchHealth,
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource,
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let events = watcher(api, config).backoff(WatchBackoff::default());
+    health
+        .observe(<K as k8s_openapi::Resource>::KIND, events)
+        .map(Ok)
+        .touched_objects()
+}
+
+/// An object we made belongs to the enablement its labels name.
+fn by_labels<K: Resource>(object: K) -> Option<ObjectRef<FederationEnablement>> {
+    let labels = object.meta().labels.as_ref()?;
+    let name = labels.get(ENABLEMENT_LABEL)?;
+    let namespace = labels.get(ENABLEMENT_NAMESPACE_LABEL)?;
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// A node change matters to enablements waiting on nodes, and to the one that labelled it.
+fn waiting_on_nodes(
+    store: &Store<FederationEnablement>,
+    node: &Node,
+) -> Vec<ObjectRef<FederationEnablement>> {
+    let labelled_for = node.labels().get(crate::api::CONTROL_PLANE_NODE_LABEL);
+    store
+        .state()
+        .iter()
+        .filter(|fe| {
+            let waiting = fe.status.as_ref().is_some_and(|s| {
+                [SubJobType::CreateNode, SubJobType::CreateNetworkResource]
+                    .iter()
+                    .any(|t| {
+                        s.sub_job(*t)
+                            .is_some_and(|j| j.phase == SubJobPhase::Running)
+                    })
+            });
+            waiting || labelled_for.is_some_and(|uid| fe.uid().as_deref() == Some(uid.as_str()))
+        })
+        .map(|fe| ObjectRef::from_obj(fe.as_ref()))
+        .collect()
+}
+
+impl Error {
+    /// The object changed since it was read: not a failure, the newer version is reconciled next.
+    pub fn is_stale_read(&self) -> bool {
+        match self {
+            Error::StatusPatch(_, kube::Error::Api(status)) => status.code == 409,
+            Error::Finalizer(_, kube::Error::Api(status)) => {
+                status.code == 409 || status.code == 422
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The first retry after a stale read; each stale read in a row doubles it, up to
+/// [`WATCH_RETRY_CAP`].
+pub const STALE_READ_RETRY: Duration = Duration::from_millis(500);
+
+pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_stale_read() {
+        // The watch normally brings the newer version within moments. If it does not, the cache
+        // is stuck behind the API server: retrying at a fixed pace would only repeat the 409, so
+        // back off, and report it like a failing watch (a stuck one fails `/healthz`).
+        let in_a_row = ctx.stale_read(&fe);
+        ctx.health.failed(
+            "FederationEnablement",
+            &format_args!("the cache is behind the API server: {error}"),
+        );
+        debug!(enablement = %fe.name_any(), %error, in_a_row, "read a stale version; reconciling the newer one");
+        return Action::requeue(stale_read_retry(in_a_row));
+    }
+    warn!(enablement = %fe.name_any(), namespace = fe.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+/// How long to wait before the retry that follows `in_a_row` stale reads of one enablement.
+pub fn stale_read_retry(in_a_row: u32) -> Duration {
+    let doublings = in_a_row.saturating_sub(1).min(16);
+    STALE_READ_RETRY
+        .saturating_mul(1 << doublings)
+        .min(WATCH_RETRY_CAP)
+}
+
+impl Context {
+    /// Counts a stale read of `fe`; returns how many came in a row.
+    fn stale_read(&self, fe: &FederationEnablement) -> u32 {
+        let mut reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+        let count = reads.entry(ObjectRef::from_obj(fe)).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn read_fresh(&self, fe: &FederationEnablement) {
+        let mut reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+        if !reads.is_empty() {
+            reads.remove(&ObjectRef::from_obj(fe));
+        }
+    }
+}
+
+/// Reconciles one FederationEnablement.
+pub async fn reconcile(fe: Arc<FederationEnablement>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(&fe, &ctx).await;
+    ctx.metrics.reconciled(result.is_ok(), started.elapsed());
+    if !result.as_ref().is_err_and(Error::is_stale_read) {
+        ctx.read_fresh(&fe);
+    }
+    result
+}
+
+async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Action, Error> {
+    let namespace = fe.namespace().unwrap_or_default();
+    let api: Api<FederationEnablement> = Api::namespaced(ctx.client.clone(), &namespace);
+    if fe.meta().deletion_timestamp.is_some() {
+        return teardown(fe, &api, ctx).await;
+    }
+    if fe.finalizers().iter().any(|f| f == FINALIZER) {
+        return run_job(fe, &api, ctx).await;
+    }
+    // Go on with the object as patched: its resourceVersion guards the status write.
+    let fe = add_finalizer(fe, &api).await?;
+    run_job(&fe, &api, ctx).await
+}

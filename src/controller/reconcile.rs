@@ -1,0 +1,76 @@
+//! The two kinds of reconcile: run the job, or tear it down once the enablement is deleted.
+
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::drive::{JobMachine, TeardownMachine, drive, ensure_namespace};
+use super::status::{remove_finalizer, write_status};
+use super::{Context, Error};
+use crate::api::{FINALIZER, FederationEnablement};
+use crate::job;
+use crate::policy;
+
+pub(super) async fn run_job(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let current = fe.status.clone().unwrap_or_default();
+    let blocked = ctx.policy.check(fe).or_else(|| {
+        let all = ctx.store.state();
+        policy::check_duplicate(fe, all.iter().map(AsRef::as_ref))
+    });
+    let namespace = fe.namespace().unwrap_or_default();
+    let control_plane_namespace = fe.spec.control_plane_namespace(&namespace).to_string();
+    let needs_namespace = ctx.executors.kubernetes && control_plane_namespace != namespace;
+    let machine = JobMachine {
+        fe,
+        ctx,
+        blocked,
+        control_plane_namespace,
+        namespace: std::sync::Mutex::new(if needs_namespace {
+            job::NamespaceState::Unchecked
+        } else {
+            job::NamespaceState::Ready
+        }),
+    };
+    let driven = drive(&machine, &current).await?;
+    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    Ok(driven
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+pub(super) async fn teardown(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    if !fe.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let current = fe.status.clone().unwrap_or_default();
+    let refused = ctx.policy.check(fe).is_some();
+    // Only a teardown that will run needs to know; a refused enablement may not even be
+    // allowed to look.
+    let own_namespace_terminating =
+        ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
+            let namespace = fe.namespace().unwrap_or_default();
+            ensure_namespace(ctx, fe, &namespace, false).await? == job::NamespaceState::Terminating
+        };
+    let machine = TeardownMachine {
+        fe,
+        ctx,
+        refused,
+        own_namespace_terminating,
+    };
+    let driven = drive(&machine, &current).await?;
+    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    if driven.finished {
+        remove_finalizer(fe, api).await?;
+        return Ok(Action::await_change());
+    }
+    Ok(driven
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}

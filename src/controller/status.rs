@@ -1,0 +1,193 @@
+//! What a reconcile writes: one status patch when the status changed, its events and metrics,
+//! and the finalizer.
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use super::{Context, Error};
+use crate::api::{FINALIZER, FederationEnablement, FederationEnablementStatus, MANAGER};
+use crate::job::{self, Transition};
+
+/// One server-side apply of the whole status, only when it changed; then the events.
+pub(super) async fn write_status(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+    current: &FederationEnablementStatus,
+    status: &FederationEnablementStatus,
+    transitions: &[Transition],
+) -> Result<(), Error> {
+    if status != current {
+        // The resourceVersion we read is a precondition: a status computed from a stale view
+        // (a lagging cache, a second writer) is refused rather than overwriting newer progress.
+        let patch = json!({
+            "apiVersion": FederationEnablement::api_version(&()),
+            "kind": FederationEnablement::kind(&()),
+            "metadata": {"resourceVersion": fe.resource_version()},
+            "status": status,
+        });
+        api.patch_status(
+            &fe.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
+        ctx.metrics.status_writes.inc();
+    }
+    record_durations(ctx, status, transitions);
+    publish(fe, ctx, transitions).await;
+    Ok(())
+}
+
+/// Observes how long each subjob that ended in this reconcile took.
+fn record_durations(
+    ctx: &Context,
+    status: &FederationEnablementStatus,
+    transitions: &[Transition],
+) {
+    for transition in transitions {
+        let (sub_job, succeeded) = match transition {
+            Transition::SubJobSucceeded(t) => (*t, true),
+            Transition::SubJobFailed { sub_job, .. } => (*sub_job, false),
+            _ => continue,
+        };
+        let times = status
+            .sub_job(sub_job)
+            .and_then(|s| Some((s.start_time.as_ref()?.0, s.completion_time.as_ref()?.0)));
+        if let Some((start, end)) = times {
+            let took = job::elapsed_between(start, end);
+            ctx.metrics
+                .sub_job_finished(sub_job.as_str(), succeeded, took);
+        }
+    }
+}
+
+/// Records an event per transition; a failure to record is logged, never fatal.
+async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transition]) {
+    let Some(recorder) = &ctx.recorder else {
+        return;
+    };
+    let reference = fe.object_ref(&());
+    for transition in transitions {
+        let event = to_event(transition);
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            if ctx
+                .events_failing
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                debug!(reason = %event.reason, %error, "could not record an event");
+            } else {
+                warn!(reason = %event.reason, %error, "could not record an event; later failures are logged at debug level");
+            }
+        }
+    }
+}
+
+pub fn to_event(transition: &Transition) -> Event {
+    let (type_, reason, note) = match transition {
+        Transition::SubJobStarted(t) => {
+            (EventType::Normal, "SubJobStarted", format!("{t} started"))
+        }
+        Transition::SubJobSucceeded(t) => (
+            EventType::Normal,
+            "SubJobSucceeded",
+            format!("{t} succeeded"),
+        ),
+        Transition::SubJobFailed {
+            sub_job,
+            reason,
+            message,
+        } => (
+            EventType::Warning,
+            "SubJobFailed",
+            format!("{sub_job} failed ({reason}): {message}"),
+        ),
+        Transition::JobSucceeded => (
+            EventType::Normal,
+            "JobSucceeded",
+            "federation enabled".to_string(),
+        ),
+        Transition::JobFailed { reason, message } => (
+            EventType::Warning,
+            "JobFailed",
+            format!("{reason}: {message}"),
+        ),
+        Transition::TeardownStarted => (
+            EventType::Normal,
+            "TeardownStarted",
+            "tearing the federation down".to_string(),
+        ),
+        Transition::TeardownSucceeded => (
+            EventType::Normal,
+            "TeardownSucceeded",
+            "federation removed".to_string(),
+        ),
+    };
+    Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(&note, 1024)),
+        action: reason.to_string(),
+        secondary: None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Adds the finalizer; the `test` makes a concurrent change fail instead of being overwritten.
+pub(super) async fn add_finalizer(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+) -> Result<FederationEnablement, Error> {
+    let patch = match &fe.metadata.finalizers {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(finalizers) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    json_patch(fe, api, patch).await
+}
+
+pub(super) async fn remove_finalizer(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+) -> Result<(), Error> {
+    let Some(index) = fe.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]);
+    json_patch(fe, api, patch).await.map(drop)
+}
+
+/// A JSON patch of the finalizers; returns the object as patched.
+async fn json_patch(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    patch: serde_json::Value,
+) -> Result<FederationEnablement, Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch)?;
+    api.patch(
+        &fe.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await
+    .map_err(|e| Error::Finalizer(fe.name_any(), e))
+}

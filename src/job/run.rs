@@ -1,0 +1,489 @@
+//! The job run: which subjobs to start, drive, maintain or time out, from the status, what the
+//! executors observed and the clock.
+//!
+//! [`decide`] goes through five named steps: start or retry a run, maintain after success,
+//! advance what is in flight, start what is ready, then settle the job and stamp the times.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::conditions::{self, MaintenanceRound};
+use super::requeue::{self, PollIntervals};
+use super::step::{self, Applied, micro};
+use super::{
+    Blocked, Command, Decision, Mode, Observation, Transition, monotonic_now, reasons, spec_hash,
+};
+use crate::api::{
+    FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
+};
+
+/// What the controller knows of the control-plane namespace before a subjob may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceState {
+    /// It exists (or no namespace needs creating: the enablement's own, or simulated executors).
+    Ready,
+    /// Not looked at in this reconcile: a job that has started ensured it already; one that has
+    /// not asks for [`Command::EnsureNamespace`] first.
+    Unchecked,
+    /// Being deleted: nothing starts until it is gone and created afresh.
+    Terminating,
+}
+
+/// Everything the job decision depends on besides the status and the observations.
+#[derive(Clone, Debug)]
+pub struct JobInput<'a> {
+    pub spec: &'a FederationEnablementSpec,
+    pub generation: Option<i64>,
+    pub retry_annotation: Option<&'a str>,
+    pub blocked: Option<Blocked>,
+    pub namespace: NamespaceState,
+    pub poll: &'a PollIntervals,
+    pub now: Timestamp,
+}
+
+/// Decides the next status of a job run and the commands that carry it out.
+///
+/// `observations` holds what executors saw since the last call, for subjobs this call's
+/// input said to run. `new_uid` makes the ids of new job runs and subjobs.
+pub fn decide(
+    input: &JobInput<'_>,
+    current: &FederationEnablementStatus,
+    observations: &BTreeMap<SubJobType, Observation>,
+    new_uid: &mut dyn FnMut() -> String,
+) -> Decision {
+    let mut round = Round::new(input, current);
+    round.start_or_retry_run(new_uid);
+    let mut maintenance = MaintenanceRound::NotRun;
+    if input.blocked.is_none() {
+        if round.job_succeeded() {
+            maintenance = round.maintain_after_success(observations);
+        } else {
+            round.advance_in_flight(observations);
+            round.start_ready();
+        }
+    }
+    round.finish(current, maintenance)
+}
+
+/// One decision in the making.
+struct Round<'a> {
+    input: &'a JobInput<'a>,
+    /// Never earlier than the last recorded time, so recorded times never run backwards.
+    now: Timestamp,
+    timeout: Duration,
+    attempt_limit: Option<i32>,
+    status: FederationEnablementStatus,
+    commands: Vec<Command>,
+    transitions: Vec<Transition>,
+}
+
+impl<'a> Round<'a> {
+    fn new(input: &'a JobInput<'a>, current: &FederationEnablementStatus) -> Self {
+        Round {
+            input,
+            now: monotonic_now(input.now, current),
+            timeout: super::sub_job_timeout(input.spec),
+            attempt_limit: Some(input.spec.backoff_limit.max(0) + 1),
+            status: current.clone(),
+            commands: Vec::new(),
+            transitions: Vec::new(),
+        }
+    }
+
+    /// A new spec (or the first reconcile) starts a new run; a new retry annotation resets the
+    /// failed subjobs of a Failed job.
+    fn start_or_retry_run(&mut self, new_uid: &mut dyn FnMut() -> String) {
+        let hash = spec_hash(self.input.spec);
+        let retry = self.input.retry_annotation.map(str::to_string);
+        if self.status.job_uid.is_none() || self.status.spec_hash.as_deref() != Some(&hash) {
+            start_job_run(&mut self.status, &hash, retry, self.now, new_uid);
+            return;
+        }
+        if retry == self.status.last_handled_retry {
+            return;
+        }
+        // A retry acts on a Failed job only; a value seen in any other phase is just recorded.
+        if self.status.phase == Some(JobPhase::Failed) && self.input.blocked.is_none() {
+            for sub_job in &mut self.status.sub_jobs {
+                if sub_job.phase == SubJobPhase::Failed {
+                    step::reset_failed(sub_job);
+                    sub_job.update_time = Some(micro(self.now));
+                }
+            }
+        }
+        self.status.last_handled_retry = retry;
+    }
+
+    fn job_succeeded(&self) -> bool {
+        self.status
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Success)
+    }
+
+    fn failed_for_good(&self) -> bool {
+        self.status
+            .sub_jobs
+            .iter()
+            .any(|s| s.phase == SubJobPhase::Failed)
+    }
+
+    /// After Success every executor checks and repairs its objects; a full round of
+    /// observations says whether the job is Degraded.
+    fn maintain_after_success(
+        &mut self,
+        observations: &BTreeMap<SubJobType, Observation>,
+    ) -> MaintenanceRound {
+        let mut observed = 0;
+        let mut degraded = None;
+        for sub_job in &mut self.status.sub_jobs {
+            let type_ = sub_job.type_;
+            let (extend_param, problem) = match observations.get(&type_) {
+                None => {
+                    self.commands
+                        .push(run_command(type_, Mode::Maintain, self.now, self.timeout));
+                    continue;
+                }
+                Some(Observation::Succeeded { extend_param, .. }) => (Some(extend_param), None),
+                Some(Observation::Progressing {
+                    reason,
+                    message,
+                    extend_param,
+                }) => (Some(extend_param), Some((reason, message))),
+                Some(Observation::Failed { reason, message }) => (None, Some((reason, message))),
+            };
+            observed += 1;
+            if let Some(extend_param) = extend_param {
+                sub_job.extend_param.extend(extend_param.clone());
+            }
+            if let Some((reason, message)) = problem {
+                degraded.get_or_insert_with(|| MaintenanceRound::Degraded {
+                    reason: reason.clone(),
+                    message: format!("{type_}: {message}"),
+                });
+            }
+        }
+        if observed < SubJobType::ALL.len() {
+            return MaintenanceRound::NotRun;
+        }
+        degraded.unwrap_or(MaintenanceRound::AsDesired)
+    }
+
+    /// Applies what the executors observed, times attempts out, and starts the retries whose
+    /// backoff is over; an attempt still in flight is run again to be observed.
+    fn advance_in_flight(&mut self, observations: &BTreeMap<SubJobType, Observation>) {
+        let failed_for_good = self.failed_for_good();
+        let now = self.now;
+        for sub_job in &mut self.status.sub_jobs {
+            let type_ = sub_job.type_;
+            if step::backing_off(sub_job) {
+                let due = sub_job
+                    .next_attempt_time
+                    .as_ref()
+                    .is_some_and(|t| t.0 <= now);
+                if due && !self.input.spec.suspend && !failed_for_good {
+                    step::start_attempt(sub_job, now);
+                    self.commands.push(attempt_command(sub_job, self.timeout));
+                }
+                continue;
+            }
+            if !step::in_flight(sub_job) {
+                continue;
+            }
+            let applied = match observations.get(&type_) {
+                Some(observation) => {
+                    step::apply_observation(sub_job, observation, self.attempt_limit, now)
+                }
+                None => Applied::Unchanged,
+            };
+            let applied = match applied {
+                Applied::Unchanged | Applied::Progressed => {
+                    step::time_out_if_due(sub_job, self.timeout, self.attempt_limit, now)
+                        .unwrap_or(applied)
+                }
+                other => other,
+            };
+            match applied {
+                Applied::Unchanged | Applied::Progressed if !observations.contains_key(&type_) => {
+                    self.commands.push(attempt_command(sub_job, self.timeout));
+                }
+                Applied::Succeeded => self.transitions.push(Transition::SubJobSucceeded(type_)),
+                Applied::Failed => self.transitions.push(Transition::SubJobFailed {
+                    sub_job: type_,
+                    reason: sub_job.reason.clone().unwrap_or_default(),
+                    message: sub_job.message.clone().unwrap_or_default(),
+                }),
+                Applied::Unchanged | Applied::Progressed | Applied::Retrying => {}
+            }
+        }
+    }
+
+    /// The control-plane namespace may be used: it is ready, or a started job ensured it.
+    fn namespace_ready(&self) -> bool {
+        match self.input.namespace {
+            NamespaceState::Ready => true,
+            NamespaceState::Unchecked => self.started(),
+            NamespaceState::Terminating => false,
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.status
+            .sub_jobs
+            .iter()
+            .any(|s| s.phase != SubJobPhase::Pending)
+    }
+
+    /// Starts the Pending subjobs whose dependencies succeeded, once the control-plane
+    /// namespace is ready (asking for it first), unless suspended or failed.
+    fn start_ready(&mut self) {
+        if self.input.spec.suspend || self.failed_for_good() {
+            return;
+        }
+        let namespace_ready = self.namespace_ready();
+        for index in 0..self.status.sub_jobs.len() {
+            let type_ = self.status.sub_jobs[index].type_;
+            let ready = self.status.sub_jobs[index].phase == SubJobPhase::Pending
+                && type_.dependencies().iter().all(|dep| {
+                    self.status
+                        .sub_job(*dep)
+                        .is_some_and(|s| s.phase == SubJobPhase::Success)
+                });
+            if !ready {
+                continue;
+            }
+            if !namespace_ready {
+                if self.input.namespace == NamespaceState::Unchecked {
+                    self.commands.push(Command::EnsureNamespace);
+                }
+                return;
+            }
+            let sub_job = &mut self.status.sub_jobs[index];
+            step::start_attempt(sub_job, self.now);
+            self.transitions.push(Transition::SubJobStarted(type_));
+            self.commands.push(attempt_command(sub_job, self.timeout));
+        }
+    }
+
+    /// Settles the job's phase and conditions, stamps the times of what changed, and says when
+    /// to look again.
+    fn finish(mut self, current: &FederationEnablementStatus, round: MaintenanceRound) -> Decision {
+        let namespace_ready = self.namespace_ready();
+        settle_job(&mut self.status, self.input, namespace_ready, self.now);
+        match self.status.phase {
+            Some(JobPhase::Success) if current.phase != Some(JobPhase::Success) => {
+                self.transitions.push(Transition::JobSucceeded)
+            }
+            Some(JobPhase::Failed) if current.phase != Some(JobPhase::Failed) => {
+                self.transitions.push(Transition::JobFailed {
+                    reason: self.status.reason.clone().unwrap_or_default(),
+                    message: self.status.message.clone().unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        conditions::update(&mut self.status, self.input.generation, round, self.now);
+        self.status.observed_generation = self.input.generation;
+        stamp_times(&mut self.status, current, self.now);
+
+        let requeue_after = requeue::after_job(
+            &self.status,
+            self.timeout,
+            self.input.poll,
+            self.input.namespace == NamespaceState::Terminating,
+            self.now,
+        );
+        self.commands.sort_by_key(Command::order);
+        Decision {
+            status: self.status,
+            commands: self.commands,
+            requeue_after,
+            transitions: self.transitions,
+            finished: false,
+        }
+    }
+}
+
+/// Runs an attempt under way, with its start and deadline.
+fn attempt_command(sub_job: &crate::api::SubJobStatus, timeout: Duration) -> Command {
+    let started_at = sub_job
+        .attempt_start_time
+        .as_ref()
+        .map_or(Timestamp::MIN, |t| t.0);
+    run_command(
+        sub_job.type_,
+        Mode::Attempt(sub_job.attempts),
+        started_at,
+        timeout,
+    )
+}
+
+fn run_command(
+    sub_job: SubJobType,
+    mode: Mode,
+    started_at: Timestamp,
+    timeout: Duration,
+) -> Command {
+    Command::Run {
+        sub_job,
+        mode,
+        started_at,
+        deadline: step::deadline(started_at, timeout),
+    }
+}
+
+/// Stamps `updateTime` on every subjob that changed, and on the status if anything did.
+fn stamp_times(
+    status: &mut FederationEnablementStatus,
+    current: &FederationEnablementStatus,
+    now: Timestamp,
+) {
+    for sub_job in &mut status.sub_jobs {
+        let changed = current
+            .sub_job(sub_job.type_)
+            .is_some_and(|old| old != sub_job && sub_job.uid == old.uid);
+        if changed {
+            sub_job.update_time = Some(micro(now));
+        }
+    }
+    if status != current {
+        status.update_time = Some(micro(now));
+    }
+}
+
+fn start_job_run(
+    status: &mut FederationEnablementStatus,
+    hash: &str,
+    retry_annotation: Option<String>,
+    now: Timestamp,
+    new_uid: &mut dyn FnMut() -> String,
+) {
+    status.job_uid = Some(new_uid());
+    status.spec_hash = Some(hash.to_string());
+    status.creation_time = Some(micro(now));
+    status.start_time = None;
+    status.completion_time = None;
+    status.phase = None;
+    status.reason = None;
+    status.message = None;
+    status.last_handled_retry = retry_annotation;
+    status.sub_jobs = SubJobType::ALL
+        .into_iter()
+        .map(|t| step::new_step(t, new_uid(), now))
+        .collect();
+}
+
+/// Derives the job's phase, reason, message, progress and times from its subjobs.
+fn settle_job(
+    status: &mut FederationEnablementStatus,
+    input: &JobInput<'_>,
+    namespace_ready: bool,
+    now: Timestamp,
+) {
+    let succeeded = status
+        .sub_jobs
+        .iter()
+        .filter(|s| s.phase == SubJobPhase::Success)
+        .count();
+    let started = status
+        .sub_jobs
+        .iter()
+        .any(|s| s.phase != SubJobPhase::Pending);
+    let (phase, reason, message) = job_phase(status, input, namespace_ready);
+    let terminal = matches!(phase, JobPhase::Success | JobPhase::Failed);
+    if terminal && status.phase != Some(phase) {
+        status.completion_time = Some(micro(now));
+    } else if !terminal {
+        status.completion_time = None;
+    }
+    if status.start_time.is_none() && started {
+        status.start_time = Some(micro(now));
+    }
+    status.phase = Some(phase);
+    status.reason = Some(reason);
+    status.message = Some(message);
+    status.progress = Some(format!("{succeeded}/{}", status.sub_jobs.len()));
+    status.current_sub_jobs = super::joined_running(&status.sub_jobs);
+}
+
+/// The job's phase, reason and message.
+fn job_phase(
+    status: &FederationEnablementStatus,
+    input: &JobInput<'_>,
+    namespace_ready: bool,
+) -> (JobPhase, String, String) {
+    let count = |phase: SubJobPhase| status.sub_jobs.iter().filter(|s| s.phase == phase).count();
+    let succeeded = count(SubJobPhase::Success);
+    let running = count(SubJobPhase::Running);
+    let started = count(SubJobPhase::Pending) < status.sub_jobs.len();
+    let first_failed = status
+        .sub_jobs
+        .iter()
+        .find(|s| s.phase == SubJobPhase::Failed);
+    let total = status.sub_jobs.len();
+
+    if let Some(blocked) = &input.blocked {
+        return (
+            JobPhase::Failed,
+            blocked.reason.to_string(),
+            blocked.message.clone(),
+        );
+    }
+    if let Some(failed) = first_failed.filter(|_| running == 0) {
+        let message = format!(
+            "{} failed after {} attempt(s): {}",
+            failed.type_,
+            failed.attempts,
+            failed.message.as_deref().unwrap_or("no message")
+        );
+        let reason = failed.reason.clone();
+        return (
+            JobPhase::Failed,
+            reason.unwrap_or_else(|| reasons::FAILED.to_string()),
+            message,
+        );
+    }
+    if succeeded == total {
+        return (
+            JobPhase::Success,
+            reasons::SUCCEEDED.to_string(),
+            format!("all {succeeded} subjobs succeeded"),
+        );
+    }
+    if input.spec.suspend {
+        let phase = if started {
+            JobPhase::Running
+        } else {
+            JobPhase::Pending
+        };
+        return (
+            phase,
+            reasons::SUSPENDED.to_string(),
+            "spec.suspend is true: no new subjob starts".to_string(),
+        );
+    }
+    if started {
+        let message = match first_failed {
+            Some(failed) => format!(
+                "{} failed; waiting for running subjobs to finish",
+                failed.type_
+            ),
+            None => format!("{succeeded}/{total} subjobs succeeded"),
+        };
+        return (JobPhase::Running, reasons::RUNNING.to_string(), message);
+    }
+    if !namespace_ready {
+        return (
+            JobPhase::Pending,
+            reasons::WAITING_FOR_NAMESPACE.to_string(),
+            "creating the control-plane namespace".to_string(),
+        );
+    }
+    (
+        JobPhase::Pending,
+        reasons::PENDING.to_string(),
+        "no subjob has started yet".to_string(),
+    )
+}
