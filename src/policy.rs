@@ -89,8 +89,12 @@ impl Policy {
 /// The pinned default runner image (`helm` with a shell).
 pub const DEFAULT_RUNNER_IMAGE: &str = "docker.io/alpine/helm:3.16.4";
 
-/// Orders enablements by who owns a fleet: the oldest, then namespace/name.
-fn age_key(fe: &FederationEnablement) -> (Option<jiff::Timestamp>, String, String) {
+/// Where an enablement stands in the line for its fleet: (creationTimestamp, namespace, name).
+/// The least owns the fleet; the controller and the HTTP API both order by it.
+pub type FleetSeniority = (Option<jiff::Timestamp>, String, String);
+
+/// The one ordering of who owns a fleet: the oldest, then namespace/name.
+pub fn fleet_seniority(fe: &FederationEnablement) -> FleetSeniority {
     (
         fe.creation_timestamp().map(|t| t.0),
         fe.namespace().unwrap_or_default(),
@@ -105,7 +109,7 @@ pub fn fleet_owner<'a>(
 ) -> Option<&'a FederationEnablement> {
     all.into_iter()
         .filter(|fe| fe.spec.cluster_group_id == fleet)
-        .min_by_key(|fe| age_key(fe))
+        .min_by_key(|fe| fleet_seniority(fe))
 }
 
 /// `Blocked` with `DuplicateClusterGroupID` when an older enablement owns the same fleet.
@@ -115,7 +119,7 @@ pub fn check_duplicate<'a>(
 ) -> Option<Blocked> {
     let fleet = &enablement.spec.cluster_group_id;
     let owner = fleet_owner(fleet, all)?;
-    if owner.uid() == enablement.uid() || age_key(owner) >= age_key(enablement) {
+    if owner.uid() == enablement.uid() || fleet_seniority(owner) >= fleet_seniority(enablement) {
         return None;
     }
     Some(Blocked {

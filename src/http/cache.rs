@@ -11,16 +11,15 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 
 use crate::api::FederationEnablement;
+use crate::policy::{FleetSeniority, fleet_seniority};
 
 type Key = (String, String);
-/// (creationTimestamp, namespace, name): the oldest owns a fleet.
-type AgeKey = (Option<jiff::Timestamp>, String, String);
 
 #[derive(Default)]
 struct Index {
     by_key: BTreeMap<Key, Arc<FederationEnablement>>,
     /// Every enablement naming a fleet, oldest first: the first one owns it.
-    by_fleet: HashMap<String, BTreeMap<AgeKey, Key>>,
+    by_fleet: HashMap<String, BTreeMap<FleetSeniority, Key>>,
 }
 
 impl Index {
@@ -30,7 +29,7 @@ impl Index {
         self.by_fleet
             .entry(fe.spec.cluster_group_id.clone())
             .or_default()
-            .insert(age_key(&fe), key.clone());
+            .insert(fleet_seniority(&fe), key.clone());
         self.by_key.insert(key, Arc::new(fe));
     }
 
@@ -40,7 +39,7 @@ impl Index {
         };
         let fleet = &old.spec.cluster_group_id;
         if let Some(members) = self.by_fleet.get_mut(fleet) {
-            members.remove(&age_key(&old));
+            members.remove(&fleet_seniority(&old));
             if members.is_empty() {
                 self.by_fleet.remove(fleet);
             }
@@ -50,14 +49,6 @@ impl Index {
 
 fn key_of(fe: &FederationEnablement) -> Key {
     (fe.namespace().unwrap_or_default(), fe.name_any())
-}
-
-fn age_key(fe: &FederationEnablement) -> AgeKey {
-    (
-        fe.creation_timestamp().map(|t| t.0),
-        fe.namespace().unwrap_or_default(),
-        fe.name_any(),
-    )
 }
 
 /// A cheap handle to the cache; clones share it.
