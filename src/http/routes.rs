@@ -1,0 +1,307 @@
+//! The routes: federation progress and list, health, readiness, metrics, OpenAPI.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kube::ResourceExt;
+
+use super::{
+    ApiError, AppState, AuthError, Identity, codes, dashboard, json_response, openapi, stream, wire,
+};
+
+/// The routes; `/metrics` counts every request by route template and status.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/v1/clustergroups/{clustergroupid}/federations/progress",
+            get(progress),
+        )
+        .route("/api/v1/sso/federations", get(list))
+        .merge(dashboard::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { json_response(StatusCode::OK, &openapi::document()) }),
+        )
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .http_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NO_SUCH_ROUTE, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        codes::NO_SUCH_ROUTE,
+        "this route answers GET only",
+    )
+}
+
+/// Fails while a watch has been failing for longer than `--watch-stall-seconds`: the replica is
+/// stuck behind the API server and a restart is the way out.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let stalls = state.health.stalls();
+    if stalls.is_empty() {
+        return (StatusCode::OK, "ok").into_response();
+    }
+    let message = stalls
+        .iter()
+        .map(|s| {
+            format!(
+                "the {} watch has been failing for {} s: {}",
+                s.watch,
+                s.failing_for.as_secs(),
+                s.last_error
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    if state.cache.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the FederationEnablement cache has not synced yet",
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let all = state.cache.all();
+    let text = state.metrics.encode(all.iter().map(AsRef::as_ref));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The caller's token: `X-Auth-Token`, else `Authorization: Bearer`.
+pub(super) fn token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
+        return Some(token.trim());
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// 1-64 characters of `[a-z0-9-]`, like `spec.clusterGroupID`.
+pub fn valid_fleet_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `watch=true` asks for a live stream; absent or `false` for one answer.
+pub fn parse_watch(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut watch = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if key != "watch" {
+            continue;
+        }
+        if watch.is_some() {
+            return Err(ApiError::invalid_query("watch is given more than once"));
+        }
+        watch = Some(match value.as_ref() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ApiError::invalid_query(format!(
+                    "watch must be true or false, not {other:?}"
+                )));
+            }
+        });
+    }
+    Ok(watch.unwrap_or(false))
+}
+
+async fn progress(
+    State(state): State<Arc<AppState>>,
+    Path(fleet): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let watch = parse_watch(query.as_deref())?;
+    if !valid_fleet_id(&fleet) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_FLEET_ID,
+            "clustergroupid must be 1-64 characters of lower-case letters, digits and '-'",
+        ));
+    }
+    let who = state.auth.authenticate(token(&headers)).await?;
+    let fe = state
+        .cache
+        .by_fleet(&fleet)
+        .ok_or_else(|| ApiError::not_found(&fleet))?;
+    let namespace = fe.namespace().unwrap_or_default();
+    // A caller who may not see it learns nothing, not even that it exists.
+    if !state
+        .auth
+        .may(who.as_ref(), "get", Some(&namespace), Some(&fe.name_any()))
+        .await?
+    {
+        return Err(ApiError::not_found(&fleet));
+    }
+    if watch {
+        let caller = stream::Caller::new(token(&headers), who);
+        return Ok(stream::progress(state.clone(), fe, caller));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::progress(&fe, state.clock.now()),
+    ))
+}
+
+/// `limit` and `offset` of the list route.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: usize,
+    pub offset: usize,
+}
+
+pub const DEFAULT_LIMIT: usize = 20;
+pub const MAX_LIMIT: usize = 500;
+
+/// Parses the list route's query: absent or 0 `limit` means 20, above 500 is 500; a negative
+/// or non-numeric value, or one given twice, is an error. `tenantUuid` is accepted and ignored.
+pub fn parse_page(query: Option<&str>) -> Result<Page, ApiError> {
+    let mut limit: Option<usize> = None;
+    let mut offset: Option<usize> = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let slot = match key.as_ref() {
+            "limit" => &mut limit,
+            "offset" => &mut offset,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(ApiError::invalid_query(format!(
+                "{key} is given more than once"
+            )));
+        }
+        let parsed: i64 = value.trim().parse().map_err(|_| {
+            ApiError::invalid_query(format!("{key} must be a whole number, not {value:?}"))
+        })?;
+        if parsed < 0 {
+            return Err(ApiError::invalid_query(format!(
+                "{key} must not be negative"
+            )));
+        }
+        *slot = Some(usize::try_from(parsed).unwrap_or(usize::MAX));
+    }
+    let limit = match limit.unwrap_or(0) {
+        0 => DEFAULT_LIMIT,
+        n => n.min(MAX_LIMIT),
+    };
+    Ok(Page {
+        limit,
+        offset: offset.unwrap_or(0),
+    })
+}
+
+/// None when the caller may list cluster-wide, else the namespaces they may list in.
+pub(super) async fn listable_namespaces(
+    state: &AppState,
+    who: Option<&Identity>,
+) -> Result<Option<BTreeSet<String>>, AuthError> {
+    if state.auth.may(who, "list", None, None).await? {
+        return Ok(None);
+    }
+    let mut allowed = BTreeSet::new();
+    for namespace in state.cache.namespaces() {
+        if state.auth.may(who, "list", Some(&namespace), None).await? {
+            allowed.insert(namespace);
+        }
+    }
+    Ok(Some(allowed))
+}
+
+/// Whether `fe` is in a namespace of `allowed` (None: every namespace).
+pub(super) fn visible(
+    allowed: Option<&BTreeSet<String>>,
+    fe: &crate::api::FederationEnablement,
+) -> bool {
+    allowed.is_none_or(|a| {
+        fe.metadata
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| a.contains(ns))
+    })
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let page = parse_page(query.as_deref())?;
+    let watch = parse_watch(query.as_deref())?;
+    let who = state.auth.authenticate(token(&headers)).await?;
+    let allowed = listable_namespaces(&state, who.as_ref()).await?;
+    if watch {
+        return Ok(stream::list(
+            state.clone(),
+            stream::Caller::new(token(&headers), who),
+            allowed,
+            wire::federation_item,
+        ));
+    }
+    let in_allowed_namespace =
+        |fe: &crate::api::FederationEnablement| visible(allowed.as_ref(), fe);
+    let filter: Option<&dyn Fn(&crate::api::FederationEnablement) -> bool> =
+        allowed.as_ref().map(|_| &in_allowed_namespace as _);
+    let (total, page_items) = state.cache.page(page.offset, page.limit, filter);
+    Ok(json_response(
+        StatusCode::OK,
+        &wire::FederationList {
+            items: page_items
+                .iter()
+                .map(|fe| wire::federation_item(fe))
+                .collect(),
+            total,
+            limit: page.limit,
+            offset: page.offset,
+        },
+    ))
+}
