@@ -217,46 +217,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("no cluster found: set KUBECONFIG or run in a pod")?;
-
     let tls = match (args.tls_cert_file.clone(), args.tls_key_file.clone()) {
         (Some(cert), Some(key)) => Some((cert.into(), key.into())),
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert-file and --tls-key-file go together"),
     };
-    let auth = match args.auth {
-        Auth::Kubernetes => Authorizer::kubernetes(client.clone()),
-        Auth::None => {
-            warn!("--auth=none: the HTTP API answers every caller without authentication");
-            Authorizer::None
-        }
+    let reconciling = Reconciling {
+        executors: executors(&args, &client),
+        policy: policy(&args),
+        concurrency: args.concurrency.max(1),
+        metrics: Arc::new(Metrics::new()),
+        health: WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1))),
+        client: client.clone(),
     };
-
-    let executors = match args.executors {
-        ExecutorKind::Kubernetes => Executors::kubernetes(client.clone()),
-        ExecutorKind::Simulated => {
-            let mut config =
-                SimulatedConfig::uniform(Duration::from_millis(args.simulated_delay_ms));
-            let overrides: BTreeMap<_, _> = args
-                .simulated_delay_for
-                .iter()
-                .map(|(t, ms)| (*t, Duration::from_millis(*ms)))
-                .collect();
-            config.delays.extend(overrides);
-            info!(
-                ?config,
-                "simulated executors: subjobs create nothing outside the status"
-            );
-            Executors::simulated(config)
-        }
-    };
-    let policy = Policy {
-        allowed_runner_images: args.allowed_runner_images,
-        allowed_installer_roles: args.allowed_installer_roles,
-        allow_cluster_scoped_charts: args.allow_cluster_scoped_charts,
-        allow_foreign_control_plane_namespaces: args.allow_foreign_control_plane_namespaces,
-        watch_namespace: args.namespace,
-    };
-    let metrics = Arc::new(Metrics::new());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
@@ -267,22 +240,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // The HTTP API reads its own cache, kept by its own watch, leader or not.
     let cache = FederationCache::new();
-    let api: Api<FederationEnablement> = match &policy.watch_namespace {
+    let api: Api<FederationEnablement> = match &reconciling.policy.watch_namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let health = WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1)));
     // A consistent list, as the controller's: see `controller::run`.
-    let follow = cache.follow(health.observe(
+    let follow = cache.follow(reconciling.health.observe(
         "FederationEnablement (HTTP cache)",
         watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
     ));
     let state = Arc::new(AppState {
         cache: cache.clone(),
-        auth,
-        metrics: metrics.clone(),
+        auth: authorizer(&args, &client),
+        metrics: reconciling.metrics.clone(),
         clock: Arc::new(SystemClock),
-        health: health.clone(),
+        health: reconciling.health.clone(),
     });
     let server = http::serve(
         ServeConfig {
@@ -293,58 +265,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         http::router(state),
         until_stopped(),
     );
-    let concurrency = args.concurrency.max(1);
-    let lease = args.leader_elect.then(|| LeaseConfig {
-        name: args.leader_elect_lease_name.clone(),
-        namespace: args
-            .leader_elect_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string()),
-        identity: std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("federation-controller-{}", uuid::Uuid::new_v4())),
-        duration: Duration::from_secs(args.leader_elect_lease_duration.max(2)),
-    });
-    let controller = async move {
-        let Some(lease) = lease else {
-            controller::run(
-                client,
-                executors,
-                policy,
-                concurrency,
-                metrics,
-                health,
-                until_stopped(),
-            )
-            .await;
-            return Ok(());
-        };
-        info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "joining the leader election");
-        let (leading, election) = leader::join(client.clone(), &lease, health.clone())
-            .await
-            .context("joining the leader election")?;
-        leader::lead(leading, until_stopped(), |term_over| {
-            controller::run(
-                client.clone(),
-                executors.clone(),
-                policy.clone(),
-                concurrency,
-                metrics.clone(),
-                health.clone(),
-                term_over,
-            )
-        })
-        .await;
-        // The receiver is gone: the election task releases the lease for a standby.
-        match tokio::time::timeout(Duration::from_secs(5), election).await {
-            Ok(Ok(Ok(()))) => info!("released the leader lease"),
-            Ok(Ok(Err(error))) => {
-                warn!(%error, "could not release the leader lease; it expires by itself")
-            }
-            Ok(Err(error)) => warn!(%error, "leader election task failed"),
-            Err(_) => warn!("releasing the leader lease timed out; it expires by itself"),
-        }
-        anyhow::Ok(())
-    };
+    let controller = reconciling.run(lease_config(&args, &client), until_stopped);
 
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -361,6 +282,119 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("HTTP server task")?
         .context("HTTP server")?;
     Ok(())
+}
+
+fn authorizer(args: &RunArgs, client: &kube::Client) -> Authorizer {
+    match args.auth {
+        Auth::Kubernetes => Authorizer::kubernetes(client.clone()),
+        Auth::None => {
+            warn!("--auth=none: the HTTP API answers every caller without authentication");
+            Authorizer::None
+        }
+    }
+}
+
+fn executors(args: &RunArgs, client: &kube::Client) -> Executors {
+    match args.executors {
+        ExecutorKind::Kubernetes => Executors::kubernetes(client.clone()),
+        ExecutorKind::Simulated => {
+            let mut config =
+                SimulatedConfig::uniform(Duration::from_millis(args.simulated_delay_ms));
+            let overrides: BTreeMap<_, _> = args
+                .simulated_delay_for
+                .iter()
+                .map(|(t, ms)| (*t, Duration::from_millis(*ms)))
+                .collect();
+            config.delays.extend(overrides);
+            info!(
+                ?config,
+                "simulated executors: subjobs create nothing outside the status"
+            );
+            Executors::simulated(config)
+        }
+    }
+}
+
+fn policy(args: &RunArgs) -> Policy {
+    Policy {
+        allowed_runner_images: args.allowed_runner_images.clone(),
+        allowed_installer_roles: args.allowed_installer_roles.clone(),
+        allow_cluster_scoped_charts: args.allow_cluster_scoped_charts,
+        allow_foreign_control_plane_namespaces: args.allow_foreign_control_plane_namespaces,
+        watch_namespace: args.namespace.clone(),
+    }
+}
+
+fn lease_config(args: &RunArgs, client: &kube::Client) -> Option<LeaseConfig> {
+    args.leader_elect.then(|| LeaseConfig {
+        name: args.leader_elect_lease_name.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("federation-controller-{}", uuid::Uuid::new_v4())),
+        duration: Duration::from_secs(args.leader_elect_lease_duration.max(2)),
+    })
+}
+
+/// What the controller runs with, alone or as the elected leader.
+struct Reconciling {
+    client: kube::Client,
+    executors: Executors,
+    policy: Policy,
+    concurrency: u16,
+    metrics: Arc<Metrics>,
+    health: WatchHealth,
+}
+
+impl Reconciling {
+    /// Reconciles until `until_stopped` resolves: at once without a lease, else for as long as
+    /// this replica leads.
+    async fn run<F>(
+        self,
+        lease: Option<LeaseConfig>,
+        until_stopped: impl Fn() -> F,
+    ) -> anyhow::Result<()>
+    where
+        F: std::future::Future<Output = ()> + Send + Sync + 'static,
+    {
+        let Some(lease) = lease else {
+            self.term(until_stopped()).await;
+            return Ok(());
+        };
+        info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "joining the leader election");
+        let (leading, election) = leader::join(self.client.clone(), &lease, self.health.clone())
+            .await
+            .context("joining the leader election")?;
+        leader::lead(leading, until_stopped(), |term_over| self.term(term_over)).await;
+        // The receiver is gone: the election task releases the lease for a standby.
+        match tokio::time::timeout(Duration::from_secs(5), election).await {
+            Ok(Ok(Ok(()))) => info!("released the leader lease"),
+            Ok(Ok(Err(error))) => {
+                warn!(%error, "could not release the leader lease; it expires by itself")
+            }
+            Ok(Err(error)) => warn!(%error, "leader election task failed"),
+            Err(_) => warn!("releasing the leader lease timed out; it expires by itself"),
+        }
+        Ok(())
+    }
+
+    /// One term of reconciling, until `over` resolves.
+    fn term<F>(&self, over: F) -> impl std::future::Future<Output = ()> + use<F>
+    where
+        F: std::future::Future<Output = ()> + Send + Sync + 'static,
+    {
+        controller::run(
+            self.client.clone(),
+            self.executors.clone(),
+            self.policy.clone(),
+            self.concurrency,
+            self.metrics.clone(),
+            self.health.clone(),
+            over,
+        )
+    }
 }
 
 fn init_logging(args: &RunArgs) -> anyhow::Result<()> {
