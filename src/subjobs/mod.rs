@@ -3,13 +3,20 @@
 //! An executor is idempotent: it observes the cluster, applies what is missing or has
 //! drifted (server-side apply with the `federation-controller` field manager), and reports an
 //! [`Observation`]. Running it twice does nothing the second time.
+//!
+//! What every executor does with objects sits beside them, one idea a file: `ownership` (labels,
+//! selectors, whether an object is ours), `apply` (create-or-adopt, apply-if-drifted),
+//! `deletion` (find by label and delete), `control_plane_namespace`.
 
+mod apply;
 pub mod cert;
 pub mod chart;
+mod control_plane_namespace;
+mod deletion;
 pub mod names;
 pub mod network;
 pub mod node;
-mod objects;
+mod ownership;
 pub mod simulated;
 
 use std::sync::Arc;
@@ -17,14 +24,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use kube::Client;
+use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{
     FederationEnablement, FederationEnablementSpec, FederationEnablementStatus, SubJobType,
 };
 use crate::job::{Mode, Observation};
 
-pub use objects::{NamespaceState, ensure_control_plane_namespace};
+pub use control_plane_namespace::{NamespaceState, ensure_control_plane_namespace};
 
 /// Errors of the executors' calls to the API server. The controller turns them into a
 /// failed attempt with reason `ApiError`, naming what failed.
@@ -46,6 +53,28 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failed call on `object`.
+pub fn api_error<K>(action: &'static str, object: &K, source: kube::Error) -> Error
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    Error::Api {
+        action,
+        kind: kind_of::<K>(),
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+        source,
+    }
+}
+
+fn kind_of<K: Resource>() -> String
+where
+    K::DynamicType: Default,
+{
+    K::kind(&K::DynamicType::default()).to_string()
+}
 
 /// Controller-wide settings the executors need.
 #[derive(Clone, Debug)]

@@ -10,9 +10,10 @@ use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Api, Client};
 
+use super::apply::{self, Ensured};
 use super::node::{is_usable, list_nodes, ours_selector};
-use super::objects::{self, Ensured};
 use super::{Context, Result, SubJobExecutor, names};
+use super::{deletion, ownership};
 use crate::api::{EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
@@ -33,7 +34,7 @@ pub fn apiserver_selector(release: &str) -> BTreeMap<String, String> {
 /// The Service CreateNetworkResource applies.
 pub fn desired_service(ctx: &Context<'_>) -> Service {
     let network = &ctx.spec.network;
-    let mut metadata = objects::metadata(
+    let mut metadata = ownership::metadata(
         ctx,
         SubJobType::CreateNetworkResource,
         names::service(ctx.name),
@@ -113,7 +114,7 @@ impl NetworkExecutor {
 
     async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let service = match objects::ensure(&api, &desired_service(ctx), ctx).await? {
+        let service = match apply::ensure(&api, &desired_service(ctx), ctx).await? {
             Ensured::Conflict(message) => {
                 return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
             }
@@ -172,8 +173,8 @@ impl NetworkExecutor {
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
         let remaining =
-            objects::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
-        Ok(objects::deletion_observation(remaining, "Service"))
+            deletion::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
+        Ok(deletion::deletion_observation(remaining, "Service"))
     }
 }
 

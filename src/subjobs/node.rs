@@ -10,7 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::objects::delete_one;
+use super::deletion::delete_one;
 use super::{Context, Error, Result, SubJobExecutor, names};
 use crate::api::{CONTROL_PLANE_NODE_LABEL, CREATED_BY_ANNOTATION, SubJobType};
 use crate::job::{Mode, Observation, reasons};

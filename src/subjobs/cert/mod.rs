@@ -20,8 +20,8 @@ use self::secrets::{
     CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, desired_ca_secret, desired_cert_secret,
     get_secret, stored,
 };
-use super::objects;
 use super::{Context, Result, SubJobExecutor, names};
+use super::{apply, deletion, ownership};
 use crate::api::SubJobType;
 use crate::job::{Mode, Observation, reasons};
 
@@ -61,12 +61,12 @@ impl CertExecutor {
         };
         let namespace = ctx.control_plane_namespace();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        // Read once here, rather than in objects::ensure, because deciding what to reuse needs
+        // Read once here, rather than in apply::ensure, because deciding what to reuse needs
         // the stored certificates before the desired Secrets exist.
         let ca_secret = get_secret(&api, namespace, names::ca_secret(ctx.name)).await?;
         let cert_secret = get_secret(&api, namespace, names::cert_secret(ctx.name)).await?;
         for secret in [&ca_secret, &cert_secret].into_iter().flatten() {
-            if !objects::is_ours(&secret.metadata, ctx) {
+            if !ownership::is_ours(&secret.metadata, ctx) {
                 return Ok(Observation::failed(
                     reasons::NAME_CONFLICT,
                     format!(
@@ -104,9 +104,9 @@ impl CertExecutor {
         // the second write fail, the next run finds a serving certificate the stored CA did not
         // sign and issues it again.
         let desired_ca = desired_ca_secret(ctx, &renewal.ca);
-        objects::apply_if_drifted(&api, ca_secret.as_ref(), &desired_ca).await?;
+        apply::apply_if_drifted(&api, ca_secret.as_ref(), &desired_ca).await?;
         let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &renewal.ca);
-        objects::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
+        apply::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
 
         Ok(Observation::succeeded_with(format!(
             "serving certificate valid until {}",
@@ -116,8 +116,8 @@ impl CertExecutor {
 
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let remaining = objects::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
-        Ok(objects::deletion_observation(remaining, "Secret"))
+        let remaining = deletion::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
+        Ok(deletion::deletion_observation(remaining, "Secret"))
     }
 }
 

@@ -9,7 +9,7 @@ use kube::Api;
 
 use super::pki::KeyedCert;
 use crate::api::SubJobType;
-use crate::subjobs::{Context, Error, Result, names, objects};
+use crate::subjobs::{Context, Error, Result, names, ownership};
 
 /// Keys of the CA Secret (type `Opaque`).
 pub const CA_CERT_KEY: &str = "ca.crt";
@@ -41,7 +41,7 @@ fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
 /// The CA Secret holding `ca`.
 pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
     Secret {
-        metadata: objects::metadata(
+        metadata: ownership::metadata(
             ctx,
             SubJobType::CreateCert,
             names::ca_secret(ctx.name),
@@ -67,7 +67,7 @@ pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) 
         ByteString(ca.cert_pem.as_bytes().to_vec()),
     );
     Secret {
-        metadata: objects::metadata(
+        metadata: ownership::metadata(
             ctx,
             SubJobType::CreateCert,
             names::cert_secret(ctx.name),

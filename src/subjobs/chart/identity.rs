@@ -8,8 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::SUB_JOB;
-use crate::subjobs::objects::{self, Ensured};
+use crate::subjobs::apply::{self, Ensured};
 use crate::subjobs::{Context, Result, names};
+use crate::subjobs::{api_error, deletion, ownership};
 
 pub fn desired_service_account(ctx: &Context<'_>) -> ServiceAccount {
     ServiceAccount {
@@ -20,7 +21,7 @@ pub fn desired_service_account(ctx: &Context<'_>) -> ServiceAccount {
 
 /// The ServiceAccount and its RoleBinding share one name, in the control-plane namespace.
 fn installer_metadata(ctx: &Context<'_>) -> ObjectMeta {
-    objects::metadata(
+    ownership::metadata(
         ctx,
         SUB_JOB,
         names::installer(ctx.name),
@@ -55,7 +56,7 @@ pub fn desired_role_binding(ctx: &Context<'_>) -> RoleBinding {
 
 pub fn desired_cluster_role_binding(ctx: &Context<'_>) -> ClusterRoleBinding {
     ClusterRoleBinding {
-        metadata: objects::metadata(
+        metadata: ownership::metadata(
             ctx,
             SUB_JOB,
             names::installer_cluster_binding(ctx.control_plane_namespace(), ctx.name),
@@ -71,7 +72,7 @@ pub(super) async fn ensure_identity(client: &Client, ctx: &Context<'_>) -> Resul
     let namespace = ctx.control_plane_namespace();
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     if let Ensured::Conflict(message) =
-        objects::ensure(&accounts, &desired_service_account(ctx), ctx).await?
+        apply::ensure(&accounts, &desired_service_account(ctx), ctx).await?
     {
         return Ok(Some(message));
     }
@@ -91,10 +92,10 @@ pub(super) async fn ensure_identity(client: &Client, ctx: &Context<'_>) -> Resul
         if let Some(binding) = cluster_bindings
             .get_opt(&name)
             .await
-            .map_err(|e| objects::api_error("get", &desired_cluster_role_binding(ctx), e))?
-            .filter(|b| objects::is_ours(b.meta(), ctx))
+            .map_err(|e| api_error("get", &desired_cluster_role_binding(ctx), e))?
+            .filter(|b| ownership::is_ours(b.meta(), ctx))
         {
-            objects::delete_one(&cluster_bindings, &binding).await?;
+            deletion::delete_one(&cluster_bindings, &binding).await?;
         }
     }
     Ok(None)
@@ -110,12 +111,12 @@ where
     if let Some(existing) = api
         .get_opt(&desired.name_any())
         .await
-        .map_err(|e| objects::api_error("get", desired, e))?
-        .filter(|e| objects::is_ours(e.meta(), ctx) && role_of(e) != role_of(desired))
+        .map_err(|e| api_error("get", desired, e))?
+        .filter(|e| ownership::is_ours(e.meta(), ctx) && role_of(e) != role_of(desired))
     {
-        objects::delete_one(api, &existing).await?;
+        deletion::delete_one(api, &existing).await?;
     }
-    Ok(match objects::ensure(api, desired, ctx).await? {
+    Ok(match apply::ensure(api, desired, ctx).await? {
         Ensured::Conflict(message) => Some(message),
         _ => None,
     })

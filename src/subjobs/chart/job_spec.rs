@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{PASSWORD_KEY, SUB_JOB, USERNAME_KEY, VALUES_KEY};
-use crate::subjobs::{Context, names, objects};
+use crate::subjobs::{Context, names, ownership};
 
 /// Installs the chart; recovers a release an interrupted install left pending first.
 pub const INSTALL_SCRIPT: &str = include_str!("install.sh");
@@ -79,7 +79,7 @@ pub fn desired_job(
     let namespace = ctx.control_plane_namespace();
     let env = environment(ctx, operation, active_deadline_seconds, with_credentials);
     let (volume_mounts, volumes) = volumes(ctx, operation);
-    let mut metadata = objects::metadata(ctx, SUB_JOB, name, Some(namespace));
+    let mut metadata = ownership::metadata(ctx, SUB_JOB, name, Some(namespace));
     metadata
         .labels
         .get_or_insert_with(BTreeMap::new)
@@ -94,7 +94,7 @@ pub fn desired_job(
             ttl_seconds_after_finished: (operation == Operation::Uninstall).then_some(3600),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(objects::labels(ctx, SUB_JOB)),
+                    labels: Some(ownership::labels(ctx, SUB_JOB)),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {

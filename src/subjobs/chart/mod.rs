@@ -23,8 +23,9 @@ pub use self::job_spec::{
     INSTALL_SCRIPT, OPERATION_LABEL, Operation, UNINSTALL_SCRIPT, desired_job, remaining_seconds,
     runner_image,
 };
-use super::objects::{self, Ensured, apply_params};
+use super::apply::{self, Ensured, apply_params};
 use super::{Context, Error, Result, SubJobExecutor, names};
+use super::{api_error, deletion, ownership};
 use crate::api::{CONTROL_PLANE_NODE_LABEL, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
@@ -85,7 +86,7 @@ pub fn desired_values_secret(
         data.insert(PASSWORD_KEY.to_string(), password);
     }
     Secret {
-        metadata: objects::metadata(
+        metadata: ownership::metadata(
             ctx,
             SUB_JOB,
             names::values_secret(ctx.name),
@@ -215,7 +216,7 @@ impl ChartExecutor {
         let with_credentials = credentials.is_some();
         let secrets: Api<Secret> = self.api(ctx);
         if let Ensured::Conflict(message) =
-            objects::ensure(&secrets, &desired_values_secret(ctx, credentials), ctx).await?
+            apply::ensure(&secrets, &desired_values_secret(ctx, credentials), ctx).await?
         {
             return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
         }
@@ -258,7 +259,7 @@ impl ChartExecutor {
         let jobs: Api<Job> = self.api(ctx);
         let name = desired.name_any();
         let job = match existing {
-            Some(job) if !objects::is_ours(job.meta(), ctx) => {
+            Some(job) if !ownership::is_ours(job.meta(), ctx) => {
                 return Ok(Err(Observation::failed(
                     reasons::NAME_CONFLICT,
                     format!(
@@ -271,19 +272,19 @@ impl ChartExecutor {
             None => {
                 let selector = format!(
                     "{},{OPERATION_LABEL}={}",
-                    objects::selector(ctx, Some(SUB_JOB)),
+                    ownership::selector(ctx, Some(SUB_JOB)),
                     operation.label()
                 );
                 let older = jobs
                     .list(&ListParams::default().labels(&selector))
                     .await
-                    .map_err(|e| objects::api_error("list", &desired, e))?;
+                    .map_err(|e| api_error("list", &desired, e))?;
                 for old in older.items.iter().filter(|j| j.name_any() != name) {
-                    objects::delete_one(&jobs, old).await?;
+                    deletion::delete_one(&jobs, old).await?;
                 }
                 jobs.patch(&name, &apply_params(), &Patch::Apply(&desired))
                     .await
-                    .map_err(|e| objects::api_error("apply", &desired, e))?
+                    .map_err(|e| api_error("apply", &desired, e))?
             }
         };
         let (running, failed) = match operation {
@@ -310,7 +311,7 @@ impl ChartExecutor {
         self.api::<Job>(ctx)
             .get_opt(&desired.name_any())
             .await
-            .map_err(|e| objects::api_error("get", desired, e))
+            .map_err(|e| api_error("get", desired, e))
     }
 
     async fn uninstall(&self, ctx: &Context<'_>, attempt: i32) -> Result<Observation> {
@@ -356,7 +357,7 @@ impl ChartExecutor {
             }
         }
         let remaining = self.delete_everything(ctx).await?;
-        let mut observation = objects::deletion_observation(remaining, "installer");
+        let mut observation = deletion::deletion_observation(remaining, "installer");
         if let Observation::Succeeded { message, .. } = &mut observation {
             *message = Some(if never_started {
                 format!("{}: the chart was never installed", reasons::NOT_INSTALLED)
@@ -377,16 +378,16 @@ impl ChartExecutor {
     async fn delete_everything(&self, ctx: &Context<'_>) -> Result<usize> {
         let install_jobs = format!(
             "{},{OPERATION_LABEL}!={}",
-            objects::selector(ctx, Some(SUB_JOB)),
+            ownership::selector(ctx, Some(SUB_JOB)),
             Operation::Uninstall.label()
         );
-        let mut remaining = objects::delete_matching(&self.api::<Job>(ctx), &install_jobs).await?;
-        remaining += objects::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
-        remaining += objects::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
+        let mut remaining = deletion::delete_matching(&self.api::<Job>(ctx), &install_jobs).await?;
+        remaining += deletion::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
+        remaining += deletion::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
         remaining +=
-            objects::delete_labelled(&self.api::<ServiceAccount>(ctx), ctx, SUB_JOB).await?;
+            deletion::delete_labelled(&self.api::<ServiceAccount>(ctx), ctx, SUB_JOB).await?;
         let cluster_bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
-        remaining += objects::delete_labelled(&cluster_bindings, ctx, SUB_JOB).await?;
+        remaining += deletion::delete_labelled(&cluster_bindings, ctx, SUB_JOB).await?;
         Ok(remaining)
     }
 }

@@ -1,0 +1,81 @@
+//! Deletion: everything a subjob made is found again by label and deleted; a teardown step is
+//! done once nothing labelled is left.
+
+use std::fmt::Debug;
+
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::ownership::selector;
+use super::{Context, Error, Result, api_error, kind_of};
+use crate::api::SubJobType;
+use crate::job::{Observation, reasons};
+
+/// Deletes every object of kind `K` this enablement's `sub_job` made (found by label).
+/// Returns how many were still there.
+pub async fn delete_labelled<K>(
+    api: &Api<K>,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    delete_matching(api, &selector(ctx, Some(sub_job))).await
+}
+
+/// Deletes every object of kind `K` that `label_selector` matches; returns how many were
+/// still there.
+pub async fn delete_matching<K>(api: &Api<K>, label_selector: &str) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let params = ListParams::default().labels(label_selector);
+    let list = api.list(&params).await.map_err(|e| Error::Api {
+        action: "list",
+        kind: kind_of::<K>(),
+        namespace: String::new(),
+        name: label_selector.to_string(),
+        source: e,
+    })?;
+    let mut remaining = 0;
+    for object in list.items {
+        remaining += 1;
+        if object.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        delete_one(api, &object).await?;
+    }
+    Ok(remaining)
+}
+
+/// Deletes one object; an object already gone counts as deleted.
+pub async fn delete_one<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    match api
+        .delete(&object.name_any(), &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(api_error("delete", object, e)),
+    }
+}
+
+/// Done once nothing labelled is left; otherwise wait for the deletions to finish.
+pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
+    if remaining == 0 {
+        Observation::succeeded_with(format!("no {what} of this enablement is left"))
+    } else {
+        Observation::progressing(
+            reasons::DELETING,
+            format!("waiting for {remaining} {what} object(s) to be deleted"),
+        )
+    }
+}
