@@ -27,13 +27,7 @@ pub async fn ensure_control_plane_namespace(
     enablement_uid: &str,
     create: bool,
 ) -> Result<NamespaceState> {
-    let to_error = |action, source| Error::Api {
-        action,
-        kind: "Namespace".to_string(),
-        namespace: String::new(),
-        name: name.to_string(),
-        source,
-    };
+    let to_error = |action, source| Error::api::<Namespace>(action, "", name, source);
     match api.get_opt(name).await.map_err(|e| to_error("get", e))? {
         Some(ns) if ns.metadata.deletion_timestamp.is_some() => Ok(NamespaceState::Terminating),
         Some(_) => Ok(NamespaceState::Ready),

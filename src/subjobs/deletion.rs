@@ -8,7 +8,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::ownership::selector;
-use super::{Context, Error, Result, api_error, kind_of};
+use super::{Context, Error, Result, api_error};
 use crate::api::SubJobType;
 use crate::job::{Observation, reasons};
 
@@ -34,13 +34,10 @@ where
     K::DynamicType: Default,
 {
     let params = ListParams::default().labels(label_selector);
-    let list = api.list(&params).await.map_err(|e| Error::Api {
-        action: "list",
-        kind: kind_of::<K>(),
-        namespace: String::new(),
-        name: label_selector.to_string(),
-        source: e,
-    })?;
+    let list = api
+        .list(&params)
+        .await
+        .map_err(|e| Error::api::<K>("list", "", label_selector, e))?;
     let mut remaining = 0;
     for object in list.items {
         remaining += 1;

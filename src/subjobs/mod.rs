@@ -54,26 +54,37 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The one way to build [`Error::Api`]: `action` on the `K` named `name` in `namespace`
+    /// (empty for cluster-scoped objects and for lists, which name their label selector).
+    pub fn api<K>(
+        action: &'static str,
+        namespace: &str,
+        name: impl Into<String>,
+        source: kube::Error,
+    ) -> Self
+    where
+        K: Resource,
+        K::DynamicType: Default,
+    {
+        Error::Api {
+            action,
+            kind: K::kind(&K::DynamicType::default()).to_string(),
+            namespace: namespace.to_string(),
+            name: name.into(),
+            source,
+        }
+    }
+}
+
 /// A failed call on `object`.
 pub fn api_error<K>(action: &'static str, object: &K, source: kube::Error) -> Error
 where
     K: Resource,
     K::DynamicType: Default,
 {
-    Error::Api {
-        action,
-        kind: kind_of::<K>(),
-        namespace: object.namespace().unwrap_or_default(),
-        name: object.name_any(),
-        source,
-    }
-}
-
-fn kind_of<K: Resource>() -> String
-where
-    K::DynamicType: Default,
-{
-    K::kind(&K::DynamicType::default()).to_string()
+    let namespace = object.namespace().unwrap_or_default();
+    Error::api::<K>(action, &namespace, object.name_any(), source)
 }
 
 /// Controller-wide settings the executors need.

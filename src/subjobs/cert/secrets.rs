@@ -83,11 +83,7 @@ pub(super) async fn get_secret(
     namespace: &str,
     name: String,
 ) -> Result<Option<Secret>> {
-    api.get_opt(&name).await.map_err(|source| Error::Api {
-        action: "get",
-        kind: "Secret".to_string(),
-        namespace: namespace.to_string(),
-        name,
-        source,
-    })
+    api.get_opt(&name)
+        .await
+        .map_err(|source| Error::api::<Secret>("get", namespace, name, source))
 }

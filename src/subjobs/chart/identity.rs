@@ -2,6 +2,8 @@
 //! to `chart.installerClusterRole` in the control-plane namespace, and cluster-wide as well when
 //! the chart is cluster-scoped.
 
+use std::ops::ControlFlow;
+
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -67,24 +69,32 @@ pub fn desired_cluster_role_binding(ctx: &Context<'_>) -> ClusterRoleBinding {
     }
 }
 
-/// The ServiceAccount and its bindings; returns a conflict message if one is not ours.
-pub(super) async fn ensure_identity(client: &Client, ctx: &Context<'_>) -> Result<Option<String>> {
+/// The ServiceAccount and its bindings. Breaks with a message when an object of one of their
+/// names exists and is not ours (nothing further is written then).
+pub(super) async fn ensure_identity(
+    client: &Client,
+    ctx: &Context<'_>,
+) -> Result<ControlFlow<String>> {
     let namespace = ctx.control_plane_namespace();
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     if let Ensured::Conflict(message) =
         apply::ensure(&accounts, &desired_service_account(ctx), ctx).await?
     {
-        return Ok(Some(message));
+        return Ok(ControlFlow::Break(message));
     }
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
-    if let Some(message) = ensure_binding(&bindings, &desired_role_binding(ctx), ctx).await? {
-        return Ok(Some(message));
+    if let ControlFlow::Break(message) =
+        ensure_binding(&bindings, &desired_role_binding(ctx), ctx).await?
+    {
+        return Ok(ControlFlow::Break(message));
     }
     let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     if ctx.spec.chart.cluster_scoped {
         let desired = desired_cluster_role_binding(ctx);
-        if let Some(message) = ensure_binding(&cluster_bindings, &desired, ctx).await? {
-            return Ok(Some(message));
+        if let ControlFlow::Break(message) =
+            ensure_binding(&cluster_bindings, &desired, ctx).await?
+        {
+            return Ok(ControlFlow::Break(message));
         }
     } else {
         // The chart was cluster-scoped in an earlier run: take the cluster-wide rights back.
@@ -98,11 +108,15 @@ pub(super) async fn ensure_identity(client: &Client, ctx: &Context<'_>) -> Resul
             deletion::delete_one(&cluster_bindings, &binding).await?;
         }
     }
-    Ok(None)
+    Ok(ControlFlow::Continue(()))
 }
 
 /// A binding's `roleRef` cannot change: one with another role is deleted and recreated.
-async fn ensure_binding<K>(api: &Api<K>, desired: &K, ctx: &Context<'_>) -> Result<Option<String>>
+async fn ensure_binding<K>(
+    api: &Api<K>,
+    desired: &K,
+    ctx: &Context<'_>,
+) -> Result<ControlFlow<String>>
 where
     K: Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
     K::DynamicType: Default,
@@ -117,8 +131,8 @@ where
         deletion::delete_one(api, &existing).await?;
     }
     Ok(match apply::ensure(api, desired, ctx).await? {
-        Ensured::Conflict(message) => Some(message),
-        _ => None,
+        Ensured::Conflict(message) => ControlFlow::Break(message),
+        _ => ControlFlow::Continue(()),
     })
 }
 

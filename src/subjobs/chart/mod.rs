@@ -8,6 +8,7 @@ pub mod identity;
 pub mod job_spec;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
@@ -98,15 +99,48 @@ pub fn desired_values_secret(
     }
 }
 
-/// How a Job ended, read only from its `Complete`/`Failed` conditions.
+/// What `chart.credentialsSecretRef` gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobOutcome {
-    Running,
-    Complete,
-    Failed(String),
+pub enum RepositoryCredentials {
+    /// No credentials are needed.
+    NotSet,
+    Found {
+        username: ByteString,
+        password: ByteString,
+    },
+    /// Why the referenced Secret cannot be used (it names the Secret, never its data).
+    Unusable(String),
 }
 
-pub fn job_outcome(job: &Job) -> JobOutcome {
+/// Where a helm Job of ours stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobRun {
+    Running,
+    Completed,
+    /// Why it failed (the `Failed` condition's reason and message).
+    Failed(String),
+    /// A Job of that name exists and is not labelled for this enablement.
+    NotOurs(String),
+}
+
+impl JobRun {
+    /// What the subjob reports while its Job `name` of `operation` is here.
+    fn observation(self, name: &str, operation: Operation) -> Observation {
+        let (running, failed) = match operation {
+            Operation::Install => (reasons::INSTALLING, reasons::INSTALL_FAILED),
+            Operation::Uninstall => (reasons::UNINSTALLING, reasons::UNINSTALL_FAILED),
+        };
+        match self {
+            JobRun::Completed => Observation::succeeded_with(format!("Job {name} completed")),
+            JobRun::Failed(why) => Observation::failed(failed, format!("Job {name} failed: {why}")),
+            JobRun::Running => Observation::progressing(running, format!("Job {name} is running")),
+            JobRun::NotOurs(message) => Observation::failed(reasons::NAME_CONFLICT, message),
+        }
+    }
+}
+
+/// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions.
+pub fn job_outcome(job: &Job) -> JobRun {
     let conditions = job
         .status
         .as_ref()
@@ -118,15 +152,15 @@ pub fn job_outcome(job: &Job) -> JobOutcome {
             .find(|c| c.type_ == type_ && c.status == "True")
     };
     if holds("Complete").is_some() {
-        return JobOutcome::Complete;
+        return JobRun::Completed;
     }
     match holds("Failed") {
-        Some(c) => JobOutcome::Failed(format!(
+        Some(c) => JobRun::Failed(format!(
             "{}: {}",
             c.reason.as_deref().unwrap_or("Failed"),
             c.message.as_deref().unwrap_or("the Job failed")
         )),
-        None => JobOutcome::Running,
+        None => JobRun::Running,
     }
 }
 
@@ -148,24 +182,14 @@ impl ChartExecutor {
     }
 
     /// Reads `chart.credentialsSecretRef` from the enablement's namespace.
-    async fn credentials(
-        &self,
-        ctx: &Context<'_>,
-    ) -> Result<Result<Option<(ByteString, ByteString)>, String>> {
+    async fn credentials(&self, ctx: &Context<'_>) -> Result<RepositoryCredentials> {
         let Some(reference) = &ctx.spec.chart.credentials_secret_ref else {
-            return Ok(Ok(None));
+            return Ok(RepositoryCredentials::NotSet);
         };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.namespace);
-        let secret = api
-            .get_opt(&reference.name)
-            .await
-            .map_err(|source| Error::Api {
-                action: "get",
-                kind: "Secret".to_string(),
-                namespace: ctx.namespace.to_string(),
-                name: reference.name.clone(),
-                source,
-            })?;
+        let secret = api.get_opt(&reference.name).await.map_err(|source| {
+            Error::api::<Secret>("get", ctx.namespace, &reference.name, source)
+        })?;
         // Only a Secret labelled for this use is read: otherwise anyone who may create an
         // enablement could have any Secret with these keys sent to a repository they name.
         let secret = match secret {
@@ -175,28 +199,31 @@ impl ChartExecutor {
                 secret
             }
             Some(_) => {
-                return Ok(Err(format!(
+                return Ok(RepositoryCredentials::Unusable(format!(
                     "Secret {}/{} (chart.credentialsSecretRef) lacks the label {CREDENTIALS_LABEL}=true \
                      that allows its use as chart repository credentials",
                     ctx.namespace, reference.name
                 )));
             }
             None => {
-                return Ok(Err(format!(
+                return Ok(RepositoryCredentials::Unusable(format!(
                     "Secret {}/{} (chart.credentialsSecretRef) not found",
                     ctx.namespace, reference.name
                 )));
             }
         };
         let Some(data) = secret.data else {
-            return Ok(Err(format!(
+            return Ok(RepositoryCredentials::Unusable(format!(
                 "Secret {}/{} (chart.credentialsSecretRef) is empty",
                 ctx.namespace, reference.name
             )));
         };
         match (data.get("username"), data.get("password")) {
-            (Some(u), Some(p)) => Ok(Ok(Some((u.clone(), p.clone())))),
-            _ => Ok(Err(format!(
+            (Some(username), Some(password)) => Ok(RepositoryCredentials::Found {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => Ok(RepositoryCredentials::Unusable(format!(
                 "Secret {}/{} needs the keys username and password",
                 ctx.namespace, reference.name
             ))),
@@ -204,12 +231,13 @@ impl ChartExecutor {
     }
 
     async fn install(&self, ctx: &Context<'_>, mode: Mode) -> Result<Observation> {
-        if let Some(message) = ensure_identity(&self.client, ctx).await? {
+        if let ControlFlow::Break(message) = ensure_identity(&self.client, ctx).await? {
             return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
         }
         let credentials = match self.credentials(ctx).await? {
-            Ok(credentials) => credentials,
-            Err(message) => {
+            RepositoryCredentials::NotSet => None,
+            RepositoryCredentials::Found { username, password } => Some((username, password)),
+            RepositoryCredentials::Unusable(message) => {
                 return Ok(Observation::failed(reasons::CREDENTIALS_NOT_FOUND, message));
             }
         };
@@ -222,10 +250,7 @@ impl ChartExecutor {
         }
         let Mode::Attempt(attempt) = mode else {
             // Jobs are not repaired: the release was installed; its identity and values are.
-            return Ok(Observation::Succeeded {
-                message: Some("chart installed".to_string()),
-                extend_param: BTreeMap::new(),
-            });
+            return Ok(Observation::succeeded_with("chart installed"));
         };
         let attempt_started = ctx
             .status
@@ -240,32 +265,28 @@ impl ChartExecutor {
             remaining_seconds(ctx, attempt_started),
             with_credentials,
         );
+        let name = desired.name_any();
         let existing = self.get_job(ctx, &desired).await?;
-        Ok(self
-            .run_job(ctx, existing, desired, Operation::Install)
-            .await?
-            .unwrap_or_else(|outcome| outcome))
+        let run = self.run_job(ctx, existing, desired, Operation::Install);
+        Ok(run.await?.observation(&name, Operation::Install))
     }
 
-    /// Starts the Job (deleting older attempts of the same operation first) or reads its outcome.
-    /// Ok(Ok(_)) is the outcome of a finished Job; Ok(Err(_)) an observation to report as is.
+    /// Starts the Job (deleting older attempts of the same operation first) or reads where it
+    /// stands.
     async fn run_job(
         &self,
         ctx: &Context<'_>,
         existing: Option<Job>,
         desired: Job,
         operation: Operation,
-    ) -> Result<Result<Observation, Observation>> {
+    ) -> Result<JobRun> {
         let jobs: Api<Job> = self.api(ctx);
         let name = desired.name_any();
         let job = match existing {
             Some(job) if !ownership::is_ours(job.meta(), ctx) => {
-                return Ok(Err(Observation::failed(
-                    reasons::NAME_CONFLICT,
-                    format!(
-                        "Job {}/{name} exists and is not labelled for this enablement",
-                        ctx.control_plane_namespace()
-                    ),
+                return Ok(JobRun::NotOurs(format!(
+                    "Job {}/{name} exists and is not labelled for this enablement",
+                    ctx.control_plane_namespace()
                 )));
             }
             Some(job) => job,
@@ -287,24 +308,7 @@ impl ChartExecutor {
                     .map_err(|e| api_error("apply", &desired, e))?
             }
         };
-        let (running, failed) = match operation {
-            Operation::Install => (reasons::INSTALLING, reasons::INSTALL_FAILED),
-            Operation::Uninstall => (reasons::UNINSTALLING, reasons::UNINSTALL_FAILED),
-        };
-        Ok(match job_outcome(&job) {
-            JobOutcome::Complete => Ok(Observation::Succeeded {
-                message: Some(format!("Job {name} completed")),
-                extend_param: BTreeMap::new(),
-            }),
-            JobOutcome::Failed(why) => Err(Observation::failed(
-                failed,
-                format!("Job {name} failed: {why}"),
-            )),
-            JobOutcome::Running => Err(Observation::progressing(
-                running,
-                format!("Job {name} is running"),
-            )),
-        })
+        Ok(job_outcome(&job))
     }
 
     async fn get_job(&self, ctx: &Context<'_>, desired: &Job) -> Result<Option<Job>> {
@@ -343,16 +347,18 @@ impl ChartExecutor {
             let existing = self.get_job(ctx, &desired).await?;
             // Once the uninstall Job completed, only the clean-up below is left: recreating the
             // installer identity for it would undo that clean-up.
-            let uninstalled = existing.as_ref().map(job_outcome) == Some(JobOutcome::Complete);
+            let uninstalled = existing.as_ref().map(job_outcome) == Some(JobRun::Completed);
             if !uninstalled {
-                if let Some(message) = ensure_identity(&self.client, ctx).await? {
+                if let ControlFlow::Break(message) = ensure_identity(&self.client, ctx).await? {
                     return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
                 }
-                if let Err(observation) = self
+                let name = desired.name_any();
+                match self
                     .run_job(ctx, existing, desired, Operation::Uninstall)
                     .await?
                 {
-                    return Ok(observation);
+                    JobRun::Completed => {}
+                    run => return Ok(run.observation(&name, Operation::Uninstall)),
                 }
             }
         }
@@ -493,27 +499,51 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_job_run_reports_the_reason_of_its_operation() {
+        let reason = |run: JobRun, operation| match run.observation("j", operation) {
+            Observation::Succeeded { message, .. } => message.unwrap_or_default(),
+            Observation::Progressing { reason, .. } | Observation::Failed { reason, .. } => reason,
+        };
+        assert_eq!(
+            reason(JobRun::Completed, Operation::Install),
+            "Job j completed"
+        );
+        assert_eq!(
+            reason(JobRun::Running, Operation::Uninstall),
+            reasons::UNINSTALLING
+        );
+        assert_eq!(
+            reason(JobRun::Failed("x".into()), Operation::Install),
+            reasons::INSTALL_FAILED
+        );
+        assert_eq!(
+            reason(JobRun::NotOurs("x".into()), Operation::Uninstall),
+            reasons::NAME_CONFLICT
+        );
+    }
+
+    #[test]
     fn job_outcome_comes_only_from_complete_and_failed_conditions() {
         let job = |conditions: serde_json::Value| -> Job {
             serde_json::from_value(json!({"status": {"conditions": conditions, "active": 1}}))
                 .expect("job")
         };
-        assert_eq!(job_outcome(&job(json!([]))), JobOutcome::Running);
+        assert_eq!(job_outcome(&job(json!([]))), JobRun::Running);
         assert_eq!(
             job_outcome(&job(json!([{"type": "Complete", "status": "True"}]))),
-            JobOutcome::Complete
+            JobRun::Completed
         );
         assert_eq!(
             job_outcome(&job(
                 json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}])
             )),
-            JobOutcome::Failed(
+            JobRun::Failed(
                 "DeadlineExceeded: Job was active longer than specified deadline".into()
             )
         );
         assert_eq!(
             job_outcome(&job(json!([{"type": "Failed", "status": "False"}]))),
-            JobOutcome::Running
+            JobRun::Running
         );
     }
 }
