@@ -169,22 +169,30 @@ pub trait SubJobExecutor: Send + Sync {
 /// The four executors, looked up by subjob.
 #[derive(Clone)]
 pub struct Executors {
-    executors: Arc<[Box<dyn SubJobExecutor>; 4]>,
+    executors: Arc<BySubJob>,
     /// The real executors: the controller watches the core objects they make (the simulated
     /// ones make none).
     pub kubernetes: bool,
+}
+
+/// One executor per subjob, each in the field named after it.
+struct BySubJob {
+    create_node: Box<dyn SubJobExecutor>,
+    create_network_resource: Box<dyn SubJobExecutor>,
+    create_cert: Box<dyn SubJobExecutor>,
+    install_federation_chart: Box<dyn SubJobExecutor>,
 }
 
 impl Executors {
     /// The real executors, working against the cluster.
     pub fn kubernetes(client: Client) -> Self {
         Executors {
-            executors: Arc::new([
-                Box::new(node::NodeExecutor::new(client.clone())),
-                Box::new(network::NetworkExecutor::new(client.clone())),
-                Box::new(cert::CertExecutor::new(client.clone())),
-                Box::new(chart::ChartExecutor::new(client)),
-            ]),
+            executors: Arc::new(BySubJob {
+                create_node: Box::new(node::NodeExecutor::new(client.clone())),
+                create_network_resource: Box::new(network::NetworkExecutor::new(client.clone())),
+                create_cert: Box::new(cert::CertExecutor::new(client.clone())),
+                install_federation_chart: Box::new(chart::ChartExecutor::new(client)),
+            }),
             kubernetes: true,
         }
     }
@@ -192,20 +200,57 @@ impl Executors {
     /// Executors that only pretend (demos, load and end-to-end tests of the controller).
     pub fn simulated(config: simulated::SimulatedConfig) -> Self {
         let config = Arc::new(config);
+        let simulated = |sub_job| -> Box<dyn SubJobExecutor> {
+            Box::new(simulated::SimulatedExecutor::new(sub_job, config.clone()))
+        };
         Executors {
-            executors: Arc::new(SubJobType::ALL.map(|t| {
-                Box::new(simulated::SimulatedExecutor::new(t, config.clone()))
-                    as Box<dyn SubJobExecutor>
-            })),
+            executors: Arc::new(BySubJob {
+                create_node: simulated(SubJobType::CreateNode),
+                create_network_resource: simulated(SubJobType::CreateNetworkResource),
+                create_cert: simulated(SubJobType::CreateCert),
+                install_federation_chart: simulated(SubJobType::InstallFederationChart),
+            }),
             kubernetes: false,
         }
     }
 
     pub fn get(&self, sub_job: SubJobType) -> &dyn SubJobExecutor {
-        let index = SubJobType::ALL
-            .iter()
-            .position(|t| *t == sub_job)
-            .unwrap_or_default();
-        self.executors[index].as_ref()
+        let executors = self.executors.as_ref();
+        let executor = match sub_job {
+            SubJobType::CreateNode => &executors.create_node,
+            SubJobType::CreateNetworkResource => &executors.create_network_resource,
+            SubJobType::CreateCert => &executors.create_cert,
+            SubJobType::InstallFederationChart => &executors.install_federation_chart,
+        };
+        executor.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_each_answers_for_its_own_subjob(executors: &Executors) {
+        for sub_job in SubJobType::ALL {
+            assert_eq!(executors.get(sub_job).sub_job(), sub_job);
+        }
+    }
+
+    #[test]
+    fn every_simulated_executor_answers_for_its_own_subjob() {
+        assert_each_answers_for_its_own_subjob(&Executors::simulated(
+            simulated::SimulatedConfig::uniform(Duration::ZERO),
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_kubernetes_executor_answers_for_its_own_subjob() {
+        let unreachable = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API server"))
+        });
+        assert_each_answers_for_its_own_subjob(&Executors::kubernetes(Client::new(
+            unreachable,
+            "default",
+        )));
     }
 }
