@@ -143,11 +143,8 @@ impl SubJobExecutor for CertExecutor {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::{Arc, Mutex};
 
-    use http::{Request, Response, StatusCode};
     use jiff::Timestamp;
-    use kube::client::Body;
     use serde_json::json;
 
     use super::pki::tests::{days, sans_of_pem, t0};
@@ -157,94 +154,22 @@ mod tests {
         FederationEnablementStatus,
     };
     use crate::subjobs::Settings;
+    use crate::testing::{Call, FakeApiServer};
 
     const NAME: &str = "fed";
     const NAMESPACE: &str = "fleet";
     const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
-    // --- The executor against a fake API server ---
+    // --- The executor against the fake API server ---
 
-    /// Keeps Secrets in memory and records every request as `VERB name`.
-    #[derive(Default)]
-    struct FakeApiServer {
-        secrets: BTreeMap<String, Secret>,
-        requests: Vec<String>,
-    }
-
-    type Shared = Arc<Mutex<FakeApiServer>>;
-
-    fn fake_client(server: &Shared) -> Client {
-        let server = server.clone();
-        let service = tower::service_fn(move |request: Request<Body>| {
-            let server = server.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect_bytes().await.expect("request body");
-                let (status, response) = answer(&server, &parts, &body);
-                let response = Response::builder()
-                    .status(status)
-                    .body(Body::from(response.to_string().into_bytes()))
-                    .expect("response");
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        Client::new(service, NAMESPACE)
-    }
-
-    fn answer(
-        server: &Shared,
-        parts: &http::request::Parts,
-        body: &[u8],
-    ) -> (StatusCode, serde_json::Value) {
-        let mut server = server.lock().expect("fake API server");
-        let path = parts.uri.path();
-        let prefix = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
-        let name = path
-            .strip_prefix(&prefix)
-            .unwrap_or(path)
-            .trim_start_matches('/');
-        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "NotFound", "code": 404, "message": "not found"});
-        let verb = match (parts.method.as_str(), name.is_empty()) {
-            ("GET", true) => "LIST",
-            (method, _) => method,
-        };
-        server
-            .requests
-            .push(format!("{verb} {name}").trim().to_string());
-        match verb {
-            "LIST" => {
-                let items: Vec<&Secret> = server.secrets.values().collect();
-                let list = json!({"kind": "SecretList", "apiVersion": "v1",
-                    "metadata": {"resourceVersion": "1"}, "items": items});
-                (StatusCode::OK, list)
-            }
-            "GET" => match server.secrets.get(name) {
-                Some(secret) => (StatusCode::OK, json!(secret)),
-                None => (StatusCode::NOT_FOUND, not_found),
-            },
-            "PATCH" => {
-                let secret: Secret = serde_json::from_slice(body).expect("a Secret");
-                server.secrets.insert(name.to_string(), secret.clone());
-                (StatusCode::OK, json!(secret))
-            }
-            "DELETE" => match server.secrets.remove(name) {
-                Some(_) => (
-                    StatusCode::OK,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                None => (StatusCode::NOT_FOUND, not_found),
-            },
-            other => panic!("unexpected request {other} {path}"),
-        }
-    }
+    const SECRETS: &str = "/api/v1/namespaces/fleet/secrets";
 
     const CA_SECRET: &str = "fed-federation-ca";
     const CERT_SECRET: &str = "fed-federation-certs";
 
     /// The executor for enablement `fleet/fed`, talking to a fake API server.
     struct Harness {
-        server: Shared,
+        server: FakeApiServer,
         executor: CertExecutor,
         enablement: FederationEnablement,
         status: FederationEnablementStatus,
@@ -271,9 +196,9 @@ mod tests {
                     "extendParam": extend_param}],
             }))
             .expect("status");
-            let server = Shared::default();
+            let server = FakeApiServer::new();
             Harness {
-                executor: CertExecutor::new(fake_client(&server)),
+                executor: CertExecutor::new(server.client()),
                 server,
                 enablement,
                 status,
@@ -306,21 +231,25 @@ mod tests {
             self.executor.teardown(&ctx, 1).await.expect("teardown")
         }
 
-        /// The requests since the last call, as `VERB name`.
+        /// The requests since the last call, as `VERB name` (`LIST` for the collection).
         fn requests(&self) -> Vec<String> {
-            std::mem::take(&mut self.server.lock().expect("fake API server").requests)
+            let line = |call: &Call| match call.path().strip_prefix(SECRETS) {
+                Some("") if call.method == http::Method::GET => "LIST".to_string(),
+                Some(name) => format!("{} {}", call.method, name.trim_start_matches('/')),
+                None => call.line(),
+            };
+            self.server.take_calls().iter().map(line).collect()
         }
 
         /// Stores a Secret as if someone else had created it (no request is logged).
         fn insert(&self, secret: Secret) {
-            let name = secret.metadata.name.clone().expect("name");
-            let mut server = self.server.lock().expect("fake API server");
-            server.secrets.insert(name, secret);
+            self.server
+                .insert(serde_json::to_value(secret).expect("a Secret"));
         }
 
         fn stored(&self, name: &str) -> Option<Secret> {
-            let server = self.server.lock().expect("fake API server");
-            server.secrets.get(name).cloned()
+            let secret = self.server.get(&format!("{SECRETS}/{name}"))?;
+            Some(serde_json::from_value(secret).expect("a Secret"))
         }
 
         fn text(&self, name: &str, key: &str) -> String {
