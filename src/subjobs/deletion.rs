@@ -3,14 +3,31 @@
 
 use std::fmt::Debug;
 
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{DeleteParams, ListParams};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use super::ownership::selector;
-use super::{Context, Error, Result, api_error};
+use super::{Context, Error, Result, api_error, kind};
 use crate::api::SubJobType;
 use crate::job::{Observation, reasons};
+
+/// The teardown of a subjob that made objects of one kind `K` in the control-plane namespace:
+/// deletes them, and is done once none is left.
+pub async fn delete_subjob_objects<K>(
+    client: &Client,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+) -> Result<Observation>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ctx.control_plane_namespace());
+    let remaining = delete_labelled(&api, ctx, sub_job).await?;
+    Ok(deletion_observation(remaining, &kind::<K>()))
+}
 
 /// Deletes every object of kind `K` this enablement's `sub_job` made (found by label).
 /// Returns how many were still there.

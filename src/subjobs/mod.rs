@@ -69,12 +69,21 @@ impl Error {
     {
         Error::Api {
             action,
-            kind: K::kind(&K::DynamicType::default()).to_string(),
+            kind: kind::<K>(),
             namespace: namespace.to_string(),
             name: name.into(),
             source,
         }
     }
+}
+
+/// The kind of `K` (`Secret`, `Service`).
+fn kind<K>() -> String
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    K::kind(&K::DynamicType::default()).to_string()
 }
 
 /// A failed call on `object`.

@@ -184,10 +184,8 @@ impl NetworkExecutor {
     }
 
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let remaining =
-            deletion::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
-        Ok(deletion::deletion_observation(remaining, "Service"))
+        let sub_job = SubJobType::CreateNetworkResource;
+        deletion::delete_subjob_objects::<Service>(&self.client, ctx, sub_job).await
     }
 }
 

@@ -115,9 +115,7 @@ impl CertExecutor {
     }
 
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let remaining = deletion::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
-        Ok(deletion::deletion_observation(remaining, "Secret"))
+        deletion::delete_subjob_objects::<Secret>(&self.client, ctx, SubJobType::CreateCert).await
     }
 }
 
@@ -209,17 +207,7 @@ mod tests {
         }
 
         fn ctx(&self, now: Timestamp) -> Context<'_> {
-            Context {
-                enablement: &self.enablement,
-                name: NAME,
-                namespace: NAMESPACE,
-                uid: UID,
-                spec: &self.enablement.spec,
-                status: &self.status,
-                settings: &self.settings,
-                own_namespace_terminating: false,
-                now,
-            }
+            Context::new(&self.enablement, &self.status, &self.settings, false, now)
         }
 
         async fn run(&self, now: Timestamp, mode: Mode) -> Observation {

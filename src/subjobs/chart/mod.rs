@@ -460,17 +460,8 @@ pub(super) mod tests {
         }
 
         pub(super) fn ctx(&self) -> Context<'_> {
-            Context {
-                enablement: &self.enablement,
-                name: LONGEST,
-                namespace: NAMESPACE,
-                uid: "0f8fad5b-d9cb-469f-a165-70867728950e",
-                spec: &self.enablement.spec,
-                status: &self.status,
-                settings: &self.settings,
-                own_namespace_terminating: false,
-                now: "2026-01-15T08:00:00Z".parse().expect("time"),
-            }
+            let now = "2026-01-15T08:00:00Z".parse().expect("time");
+            Context::new(&self.enablement, &self.status, &self.settings, false, now)
         }
     }
 
