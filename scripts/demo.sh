@@ -13,9 +13,15 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 testenv=tests/testenv/testenv.sh
 kubeconfig="" controller_pid="" watch_pid=""
 cleanup() {
-  [[ -n $watch_pid ]] && kill "$watch_pid" 2>/dev/null || true
-  [[ -n $controller_pid ]] && kill "$controller_pid" 2>/dev/null && wait "$controller_pid" 2>/dev/null || true
-  [[ -n $kubeconfig ]] && bash "$testenv" down "$kubeconfig" >/dev/null 2>&1 || true
+  if [[ -n $watch_pid ]]; then
+    kill "$watch_pid" 2>/dev/null || true
+  fi
+  if [[ -n $controller_pid ]] && kill "$controller_pid" 2>/dev/null; then
+    wait "$controller_pid" 2>/dev/null || true
+  fi
+  if [[ -n $kubeconfig ]]; then
+    bash "$testenv" down "$kubeconfig" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -12,3 +12,5 @@ pub mod metrics;
 pub mod policy;
 pub mod progress_view;
 pub mod subjobs;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -3,13 +3,20 @@
 //! An executor is idempotent: it observes the cluster, applies what is missing or has
 //! drifted (server-side apply with the `federation-controller` field manager), and reports an
 //! [`Observation`]. Running it twice does nothing the second time.
+//!
+//! What every executor does with objects sits beside them, one idea a file: `ownership` (labels,
+//! selectors, whether an object is ours), `apply` (create-or-adopt, apply-if-drifted),
+//! `deletion` (find by label and delete), `control_plane_namespace`.
 
+mod apply;
 pub mod cert;
 pub mod chart;
+mod control_plane_namespace;
+mod deletion;
 pub mod names;
 pub mod network;
 pub mod node;
-mod objects;
+mod ownership;
 pub mod simulated;
 
 use std::sync::Arc;
@@ -17,14 +24,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use kube::Client;
+use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{
     FederationEnablement, FederationEnablementSpec, FederationEnablementStatus, SubJobType,
 };
 use crate::job::{Mode, Observation};
 
-pub use objects::{NamespaceState, ensure_control_plane_namespace};
+pub use control_plane_namespace::{NamespaceState, ensure_control_plane_namespace};
 
 /// Errors of the executors' calls to the API server. The controller turns them into a
 /// failed attempt with reason `ApiError`, naming what failed.
@@ -46,6 +53,48 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The one way to build [`Error::Api`]: `action` on the `K` named `name` in `namespace`
+    /// (empty for cluster-scoped objects and for lists, which name their label selector).
+    pub fn api<K>(
+        action: &'static str,
+        namespace: &str,
+        name: impl Into<String>,
+        source: kube::Error,
+    ) -> Self
+    where
+        K: Resource,
+        K::DynamicType: Default,
+    {
+        Error::Api {
+            action,
+            kind: kind::<K>(),
+            namespace: namespace.to_string(),
+            name: name.into(),
+            source,
+        }
+    }
+}
+
+/// The kind of `K` (`Secret`, `Service`).
+fn kind<K>() -> String
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    K::kind(&K::DynamicType::default()).to_string()
+}
+
+/// A failed call on `object`.
+pub fn api_error<K>(action: &'static str, object: &K, source: kube::Error) -> Error
+where
+    K: Resource,
+    K::DynamicType: Default,
+{
+    let namespace = object.namespace().unwrap_or_default();
+    Error::api::<K>(action, &namespace, object.name_any(), source)
+}
 
 /// Controller-wide settings the executors need.
 #[derive(Clone, Debug)]
@@ -129,22 +178,30 @@ pub trait SubJobExecutor: Send + Sync {
 /// The four executors, looked up by subjob.
 #[derive(Clone)]
 pub struct Executors {
-    executors: Arc<[Box<dyn SubJobExecutor>; 4]>,
+    executors: Arc<BySubJob>,
     /// The real executors: the controller watches the core objects they make (the simulated
     /// ones make none).
     pub kubernetes: bool,
+}
+
+/// One executor per subjob, each in the field named after it.
+struct BySubJob {
+    create_node: Box<dyn SubJobExecutor>,
+    create_network_resource: Box<dyn SubJobExecutor>,
+    create_cert: Box<dyn SubJobExecutor>,
+    install_federation_chart: Box<dyn SubJobExecutor>,
 }
 
 impl Executors {
     /// The real executors, working against the cluster.
     pub fn kubernetes(client: Client) -> Self {
         Executors {
-            executors: Arc::new([
-                Box::new(node::NodeExecutor::new(client.clone())),
-                Box::new(network::NetworkExecutor::new(client.clone())),
-                Box::new(cert::CertExecutor::new(client.clone())),
-                Box::new(chart::ChartExecutor::new(client)),
-            ]),
+            executors: Arc::new(BySubJob {
+                create_node: Box::new(node::NodeExecutor::new(client.clone())),
+                create_network_resource: Box::new(network::NetworkExecutor::new(client.clone())),
+                create_cert: Box::new(cert::CertExecutor::new(client.clone())),
+                install_federation_chart: Box::new(chart::ChartExecutor::new(client)),
+            }),
             kubernetes: true,
         }
     }
@@ -152,20 +209,57 @@ impl Executors {
     /// Executors that only pretend (demos, load and end-to-end tests of the controller).
     pub fn simulated(config: simulated::SimulatedConfig) -> Self {
         let config = Arc::new(config);
+        let simulated = |sub_job| -> Box<dyn SubJobExecutor> {
+            Box::new(simulated::SimulatedExecutor::new(sub_job, config.clone()))
+        };
         Executors {
-            executors: Arc::new(SubJobType::ALL.map(|t| {
-                Box::new(simulated::SimulatedExecutor::new(t, config.clone()))
-                    as Box<dyn SubJobExecutor>
-            })),
+            executors: Arc::new(BySubJob {
+                create_node: simulated(SubJobType::CreateNode),
+                create_network_resource: simulated(SubJobType::CreateNetworkResource),
+                create_cert: simulated(SubJobType::CreateCert),
+                install_federation_chart: simulated(SubJobType::InstallFederationChart),
+            }),
             kubernetes: false,
         }
     }
 
     pub fn get(&self, sub_job: SubJobType) -> &dyn SubJobExecutor {
-        let index = SubJobType::ALL
-            .iter()
-            .position(|t| *t == sub_job)
-            .unwrap_or_default();
-        self.executors[index].as_ref()
+        let executors = self.executors.as_ref();
+        let executor = match sub_job {
+            SubJobType::CreateNode => &executors.create_node,
+            SubJobType::CreateNetworkResource => &executors.create_network_resource,
+            SubJobType::CreateCert => &executors.create_cert,
+            SubJobType::InstallFederationChart => &executors.install_federation_chart,
+        };
+        executor.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_each_answers_for_its_own_subjob(executors: &Executors) {
+        for sub_job in SubJobType::ALL {
+            assert_eq!(executors.get(sub_job).sub_job(), sub_job);
+        }
+    }
+
+    #[test]
+    fn every_simulated_executor_answers_for_its_own_subjob() {
+        assert_each_answers_for_its_own_subjob(&Executors::simulated(
+            simulated::SimulatedConfig::uniform(Duration::ZERO),
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_kubernetes_executor_answers_for_its_own_subjob() {
+        let unreachable = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API server"))
+        });
+        assert_each_answers_for_its_own_subjob(&Executors::kubernetes(Client::new(
+            unreachable,
+            "default",
+        )));
     }
 }

@@ -10,9 +10,10 @@ use k8s_openapi::api::core::v1::{Node, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Api, Client};
 
+use super::apply::{self, Ensured};
 use super::node::{is_usable, list_nodes, ours_selector};
-use super::objects::{self, Ensured};
 use super::{Context, Result, SubJobExecutor, names};
+use super::{deletion, ownership};
 use crate::api::{EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
@@ -33,7 +34,7 @@ pub fn apiserver_selector(release: &str) -> BTreeMap<String, String> {
 /// The Service CreateNetworkResource applies.
 pub fn desired_service(ctx: &Context<'_>) -> Service {
     let network = &ctx.spec.network;
-    let mut metadata = objects::metadata(
+    let mut metadata = ownership::metadata(
         ctx,
         SubJobType::CreateNetworkResource,
         names::service(ctx.name),
@@ -102,6 +103,15 @@ pub fn node_address(node: &Node) -> Option<String> {
     })
 }
 
+/// Whether clients can reach the federation API server yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reachability {
+    /// At this endpoint (`host:port`).
+    At(String),
+    /// Not yet: the reason and message of the Progressing observation.
+    Waiting(&'static str, &'static str),
+}
+
 pub struct NetworkExecutor {
     client: Client,
 }
@@ -113,7 +123,7 @@ impl NetworkExecutor {
 
     async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let service = match objects::ensure(&api, &desired_service(ctx), ctx).await? {
+        let service = match apply::ensure(&api, &desired_service(ctx), ctx).await? {
             Ensured::Conflict(message) => {
                 return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
             }
@@ -124,56 +134,58 @@ impl NetworkExecutor {
         if let Some(elb_id) = &ctx.spec.network.elb_id {
             extend_param.insert(EXTEND_PARAM_ELB_ID.to_string(), elb_id.clone());
         }
-        let host = match ctx.spec.network.type_ {
+        let reachability = match ctx.spec.network.type_ {
             NetworkType::LoadBalancer => match load_balancer_host(&service) {
-                Some(host) => Ok((host, ctx.spec.network.port)),
-                None => Err((
+                Some(host) => Reachability::At(endpoint(&host, ctx.spec.network.port)),
+                None => Reachability::Waiting(
                     reasons::WAITING_FOR_LOAD_BALANCER,
-                    "the load balancer has not reported an address yet".to_string(),
-                )),
+                    "the load balancer has not reported an address yet",
+                ),
             },
             NetworkType::NodePort => match node_port(&service) {
-                None => Err((
+                None => Reachability::Waiting(
                     reasons::WAITING_FOR_NODE_PORT,
-                    "no node port allocated yet".to_string(),
-                )),
-                Some(port) => match self.control_plane_node_address(ctx).await? {
-                    Some(host) => Ok((host, port)),
-                    None => Err((
-                        reasons::WAITING_FOR_NODE_ADDRESS,
-                        "no Ready control-plane node with an address yet".to_string(),
-                    )),
-                },
+                    "no node port allocated yet",
+                ),
+                Some(port) => self.control_plane_node_endpoint(ctx, port).await?,
             },
         };
-        Ok(match host {
-            Ok((host, port)) => {
-                let endpoint = endpoint(&host, port);
+        Ok(match reachability {
+            Reachability::At(endpoint) => {
                 extend_param.insert(EXTEND_PARAM_ENDPOINT.to_string(), endpoint.clone());
                 Observation::succeeded_with(format!(
                     "federation API server reachable at {endpoint}"
                 ))
                 .with_extend_param(extend_param)
             }
-            Err((reason, message)) => Observation::Progressing {
-                reason: reason.to_string(),
-                message,
-                extend_param,
-            },
+            Reachability::Waiting(reason, message) => {
+                Observation::progressing(reason, message).with_extend_param(extend_param)
+            }
         })
     }
 
-    async fn control_plane_node_address(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+    /// The node port on the first Ready control-plane node (by name) that has an address.
+    async fn control_plane_node_endpoint(
+        &self,
+        ctx: &Context<'_>,
+        port: i32,
+    ) -> Result<Reachability> {
         let mut nodes = list_nodes(&self.client, &ours_selector(ctx.uid)).await?;
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-        Ok(nodes.iter().filter(|n| is_usable(n)).find_map(node_address))
+        Ok(
+            match nodes.iter().filter(|n| is_usable(n)).find_map(node_address) {
+                Some(host) => Reachability::At(endpoint(&host, port)),
+                None => Reachability::Waiting(
+                    reasons::WAITING_FOR_NODE_ADDRESS,
+                    "no Ready control-plane node with an address yet",
+                ),
+            },
+        )
     }
 
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let remaining =
-            objects::delete_labelled(&api, ctx, SubJobType::CreateNetworkResource).await?;
-        Ok(objects::deletion_observation(remaining, "Service"))
+        let sub_job = SubJobType::CreateNetworkResource;
+        deletion::delete_subjob_objects::<Service>(&self.client, ctx, sub_job).await
     }
 }
 

@@ -10,7 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::objects::delete_one;
+use super::deletion::delete_one;
 use super::{Context, Error, Result, SubJobExecutor, names};
 use crate::api::{CONTROL_PLANE_NODE_LABEL, CREATED_BY_ANNOTATION, SubJobType};
 use crate::job::{Mode, Observation, reasons};
@@ -92,7 +92,7 @@ impl NodeExecutor {
         api.patch(&node, &params, &Patch::Apply(&patch))
             .await
             .map(drop)
-            .map_err(|source| node_error("label", node, source))
+            .map_err(|source| Error::api::<Node>("label", "", node, source))
     }
 
     /// Removes the label only while it still names this enablement (a JSON patch `test`).
@@ -115,7 +115,7 @@ impl NodeExecutor {
             Ok(_) => Ok(()),
             // Gone, or the label no longer names us: nothing of ours is left there.
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
-            Err(source) => Err(node_error("unlabel", node, source)),
+            Err(source) => Err(Error::api::<Node>("unlabel", "", node, source)),
         }
     }
 
@@ -126,13 +126,10 @@ impl NodeExecutor {
         if !ctx.control_plane_is_local() {
             let api: Api<Namespace> = Api::all(self.client.clone());
             let namespace = ctx.control_plane_namespace();
-            let ns = api.get_opt(namespace).await.map_err(|source| Error::Api {
-                action: "get",
-                kind: "Namespace".to_string(),
-                namespace: String::new(),
-                name: namespace.to_string(),
-                source,
-            })?;
+            let ns = api
+                .get_opt(namespace)
+                .await
+                .map_err(|source| Error::api::<Namespace>("get", "", namespace, source))?;
             let created_by_us = ns.as_ref().is_some_and(|ns| {
                 ns.annotations()
                     .get(CREATED_BY_ANNOTATION)
@@ -143,16 +140,12 @@ impl NodeExecutor {
                 ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
             {
                 delete_one(&api, &ns).await?;
-                return Ok(Observation::Succeeded {
-                    message: Some(format!("nodes released; namespace {namespace} deleted")),
-                    extend_param: Default::default(),
-                });
+                return Ok(Observation::succeeded_with(format!(
+                    "nodes released; namespace {namespace} deleted"
+                )));
             }
         }
-        Ok(Observation::Succeeded {
-            message: Some("nodes released".to_string()),
-            extend_param: Default::default(),
-        })
+        Ok(Observation::succeeded_with("nodes released"))
     }
 }
 
@@ -174,29 +167,13 @@ impl SubJobExecutor for NodeExecutor {
     }
 }
 
-fn node_error(action: &'static str, node: String, source: kube::Error) -> Error {
-    Error::Api {
-        action,
-        kind: "Node".to_string(),
-        namespace: String::new(),
-        name: node,
-        source,
-    }
-}
-
 /// The nodes a label selector matches.
 pub async fn list_nodes(client: &Client, selector: &str) -> Result<Vec<Node>> {
     let api: Api<Node> = Api::all(client.clone());
     let list = api
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|source| Error::Api {
-            action: "list",
-            kind: "Node".to_string(),
-            namespace: String::new(),
-            name: selector.to_string(),
-            source,
-        })?;
+        .map_err(|source| Error::api::<Node>("list", "", selector, source))?;
     Ok(list.items)
 }
 

@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod fake_apiserver;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +14,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-pub use fake_apiserver::{Call, FakeApiServer};
+pub use federation_controller::testing::{Call, FakeApiServer};
 
 pub const NS: &str = "team-a";
 pub const NAME: &str = "fleet-a";

@@ -4,8 +4,6 @@
 //! subresource, label selectors, finalizers), and logs every request so that a test can assert
 //! the exact calls: a missing or an extra one fails.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -294,70 +292,29 @@ impl State {
                 "the object has been modified; please apply your changes to the latest version",
             );
         }
-        let updated = if content_type.starts_with("application/apply-patch") {
-            match (&existing, subresource) {
-                (None, Some(_)) => return not_found(path),
-                (None, None) => {
-                    let mut created = patch.clone();
-                    if let Some(map) = created.as_object_mut() {
-                        map.remove("status");
-                    }
-                    created
-                }
-                (Some(existing), Some("status")) => {
-                    let mut updated = existing.clone();
-                    updated["status"] = patch["status"].clone();
-                    updated
-                }
-                (Some(existing), _) => {
-                    let mut updated = existing.clone();
-                    let mut patch = patch.clone();
-                    if let Some(map) = patch.as_object_mut() {
-                        map.remove("status");
-                    }
-                    merge(&mut updated, &patch);
-                    updated
-                }
-            }
+        let patched = if content_type.starts_with("application/apply-patch") {
+            applied(existing.as_ref(), subresource, patch)
         } else if content_type.starts_with("application/json-patch") {
-            let Some(existing) = &existing else {
-                return not_found(path);
-            };
-            let mut updated = existing.clone();
-            // Like the API server, `test` of null passes for a path that does not exist.
-            let patch: Vec<Value> = patch
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|op| {
-                    !(op["op"] == "test"
-                        && op["value"].is_null()
-                        && op["path"]
-                            .as_str()
-                            .is_some_and(|p| existing.pointer(p).is_none()))
-                })
-                .collect();
-            let Ok(operations) = serde_json::from_value::<json_patch::Patch>(Value::Array(patch))
-            else {
-                return status(400, "invalid JSON patch");
-            };
-            if let Err(error) = json_patch::patch(&mut updated, &operations) {
-                return status(422, &format!("JSON patch failed: {error}"));
-            }
-            updated
+            json_patched(existing.as_ref(), patch)
         } else if content_type.starts_with("application/merge-patch")
             // Strategic merge equals a merge patch for the objects patched this way (Leases).
             || content_type.starts_with("application/strategic-merge-patch")
         {
-            let Some(existing) = &existing else {
-                return not_found(path);
-            };
-            let mut updated = existing.clone();
-            json_patch::merge(&mut updated, &patch);
-            updated
+            existing
+                .as_ref()
+                .map(|existing| {
+                    let mut updated = existing.clone();
+                    json_patch::merge(&mut updated, &patch);
+                    updated
+                })
+                .ok_or(Refusal::NotFound)
         } else {
-            return status(415, "unsupported patch type");
+            Err(Refusal::Status(415, "unsupported patch type".to_string()))
+        };
+        let updated = match patched {
+            Ok(updated) => updated,
+            Err(Refusal::NotFound) => return not_found(path),
+            Err(Refusal::Status(code, message)) => return status(code, &message),
         };
         if existing.as_ref() == Some(&updated) {
             return (StatusCode::OK, updated);
@@ -398,6 +355,64 @@ impl State {
             json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
         )
     }
+}
+
+/// Why a patch is not applied.
+enum Refusal {
+    NotFound,
+    Status(u16, String),
+}
+
+/// Server-side apply: creates, merges into the object, or replaces the status subresource.
+fn applied(
+    existing: Option<&Value>,
+    subresource: Option<&str>,
+    patch: Value,
+) -> Result<Value, Refusal> {
+    let without_status = |mut object: Value| {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+        object
+    };
+    match (existing, subresource) {
+        (None, Some(_)) => Err(Refusal::NotFound),
+        (None, None) => Ok(without_status(patch)),
+        (Some(existing), Some("status")) => {
+            let mut updated = existing.clone();
+            updated["status"] = patch["status"].clone();
+            Ok(updated)
+        }
+        (Some(existing), _) => {
+            let mut updated = existing.clone();
+            merge(&mut updated, &without_status(patch));
+            Ok(updated)
+        }
+    }
+}
+
+/// A JSON patch; like the API server, `test` of null passes for a path that does not exist.
+fn json_patched(existing: Option<&Value>, patch: Value) -> Result<Value, Refusal> {
+    let existing = existing.ok_or(Refusal::NotFound)?;
+    let patch: Vec<Value> = patch
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|op| {
+            !(op["op"] == "test"
+                && op["value"].is_null()
+                && op["path"]
+                    .as_str()
+                    .is_some_and(|p| existing.pointer(p).is_none()))
+        })
+        .collect();
+    let operations = serde_json::from_value::<json_patch::Patch>(Value::Array(patch))
+        .map_err(|_| Refusal::Status(400, "invalid JSON patch".to_string()))?;
+    let mut updated = existing.clone();
+    json_patch::patch(&mut updated, &operations)
+        .map_err(|error| Refusal::Status(422, format!("JSON patch failed: {error}")))?;
+    Ok(updated)
 }
 
 /// The stored path of an object, from its apiVersion, kind, namespace and name.

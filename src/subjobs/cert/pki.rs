@@ -1,22 +1,14 @@
-//! CreateCert: the CA and the serving certificate of the federation API server, each kept in a
-//! Secret of the control-plane namespace.
+//! The certificate maths of CreateCert, pure: which names the serving certificate must cover,
+//! whether a stored CA or serving certificate can stay ([`check_ca`], [`check_leaf`]), issuing
+//! new ones ([`issue_ca`], [`issue_leaf`]), and deciding between the two ([`renew`]).
 //!
-//! DeleteCert (teardown) deletes both.
-//!
-//! Deciding and issuing are pure functions ([`desired_sans`], [`check_ca`], [`check_leaf`],
-//! [`issue_ca`], [`issue_leaf`], [`renew`]); the executor only reads the two Secrets, calls
-//! [`renew`] and writes back what changed. Private keys never leave the Secrets' data: no log,
-//! event, error or status message carries them, and [`KeyedCert`]'s `Debug` hides them.
+//! Private keys never leave [`KeyedCert`]: its `Debug` hides them and no error quotes them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use futures::future::BoxFuture;
 use jiff::Timestamp;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -26,20 +18,9 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use super::objects;
-use super::{Context, Error, Result, SubJobExecutor, names};
-use crate::api::{MANAGER, SubJobType};
-use crate::job::{Mode, Observation, reasons};
-
-/// Keys of the CA Secret (type `Opaque`).
-pub const CA_CERT_KEY: &str = "ca.crt";
-pub const CA_KEY_KEY: &str = "ca.key";
-/// Keys of the serving certificate Secret (type `kubernetes.io/tls`, plus `ca.crt`).
-pub const TLS_CERT_KEY: &str = "tls.crt";
-pub const TLS_KEY_KEY: &str = "tls.key";
-
-const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
-const OPAQUE_SECRET_TYPE: &str = "Opaque";
+use super::secrets::{TLS_CERT_KEY, TLS_KEY_KEY};
+use crate::api::MANAGER;
+use crate::subjobs::Error;
 
 /// Clients pin the CA, so it should change far less often than the serving certificate.
 const CA_MIN_VALIDITY_DAYS: i64 = 10 * 365;
@@ -166,25 +147,6 @@ pub struct CertRequest {
     pub common_name: String,
     pub sans: BTreeSet<San>,
     pub validity_days: i64,
-}
-
-/// The request for this enablement; None while CreateNetworkResource has not recorded an
-/// endpoint (the endpoint host must be in the certificate).
-pub fn cert_request(ctx: &Context<'_>) -> Option<CertRequest> {
-    let host = endpoint_host(ctx.status.endpoint()?)?;
-    let service = names::service(ctx.name);
-    let sans = desired_sans(
-        &service,
-        ctx.control_plane_namespace(),
-        host,
-        &ctx.spec.certificate.extra_sans,
-    );
-    Some(CertRequest {
-        ca_name: names::ca_secret(ctx.name),
-        common_name: service,
-        sans,
-        validity_days: ctx.spec.certificate.validity_days,
-    })
 }
 
 /// The CA lives long enough to sign a serving certificate of `leaf_validity_days` and then some.
@@ -480,198 +442,26 @@ fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
     <[u8; 16]>::try_from(octets).ok().map(IpAddr::from)
 }
 
-/// A certificate and key stored under `cert_key` and `key_key` of `secret`, when both are there.
-fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<KeyedCert> {
-    let data = secret?.data.as_ref()?;
-    let text = |key: &str| {
-        data.get(key)
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
-    Some(KeyedCert::new(text(cert_key)?, text(key_key)?))
-}
-
-fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
-    entries
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect()
-}
-
-/// The CA Secret holding `ca`.
-pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
-    Secret {
-        metadata: objects::metadata(
-            ctx,
-            SubJobType::CreateCert,
-            names::ca_secret(ctx.name),
-            Some(ctx.control_plane_namespace()),
-        ),
-        type_: Some(OPAQUE_SECRET_TYPE.to_string()),
-        data: Some(pem_data([
-            (CA_CERT_KEY, &ca.cert_pem),
-            (CA_KEY_KEY, ca.key_pem()),
-        ])),
-        ..Secret::default()
-    }
-}
-
-/// The `kubernetes.io/tls` Secret holding the serving certificate and the CA certificate.
-pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) -> Secret {
-    let mut data = pem_data([
-        (TLS_CERT_KEY, &leaf.cert_pem),
-        (TLS_KEY_KEY, leaf.key_pem()),
-    ]);
-    data.insert(
-        CA_CERT_KEY.to_string(),
-        ByteString(ca.cert_pem.as_bytes().to_vec()),
-    );
-    Secret {
-        metadata: objects::metadata(
-            ctx,
-            SubJobType::CreateCert,
-            names::cert_secret(ctx.name),
-            Some(ctx.control_plane_namespace()),
-        ),
-        type_: Some(TLS_SECRET_TYPE.to_string()),
-        data: Some(data),
-        ..Secret::default()
-    }
-}
-
-pub struct CertExecutor {
-    client: Client,
-}
-
-impl CertExecutor {
-    pub fn new(client: Client) -> Self {
-        CertExecutor { client }
-    }
-
-    async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
-        let Some(request) = cert_request(ctx) else {
-            return Ok(Observation::progressing(
-                reasons::WAITING_FOR_ENDPOINT,
-                "waiting for CreateNetworkResource to record the federation API server endpoint",
-            ));
-        };
-        let namespace = ctx.control_plane_namespace();
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        // Read once here, rather than in objects::ensure, because deciding what to reuse needs
-        // the stored certificates before the desired Secrets exist.
-        let ca_secret = get_secret(&api, namespace, names::ca_secret(ctx.name)).await?;
-        let cert_secret = get_secret(&api, namespace, names::cert_secret(ctx.name)).await?;
-        for secret in [&ca_secret, &cert_secret].into_iter().flatten() {
-            if !objects::is_ours(&secret.metadata, ctx) {
-                return Ok(Observation::failed(
-                    reasons::NAME_CONFLICT,
-                    format!(
-                        "Secret {namespace}/{} exists and is not labelled for this enablement",
-                        secret.metadata.name.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-
-        let renewal = renew(
-            stored(ca_secret.as_ref(), CA_CERT_KEY, CA_KEY_KEY),
-            stored(cert_secret.as_ref(), TLS_CERT_KEY, TLS_KEY_KEY),
-            &request,
-            ctx.now,
-        )?;
-        if let Some(why) = &renewal.new_ca {
-            tracing::info!(
-                enablement = ctx.name,
-                namespace,
-                reason = %why,
-                "generated a new federation CA"
-            );
-        }
-        if let Some(why) = &renewal.new_leaf {
-            tracing::info!(
-                enablement = ctx.name,
-                namespace,
-                reason = %why,
-                "issued a new serving certificate"
-            );
-        }
-
-        // The CA first, so the serving Secret never names a CA whose key is not stored. Should
-        // the second write fail, the next run finds a serving certificate the stored CA did not
-        // sign and issues it again.
-        let desired_ca = desired_ca_secret(ctx, &renewal.ca);
-        objects::apply_if_drifted(&api, ca_secret.as_ref(), &desired_ca).await?;
-        let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &renewal.ca);
-        objects::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
-
-        Ok(Observation::succeeded_with(format!(
-            "serving certificate valid until {}",
-            renewal.valid_until
-        )))
-    }
-
-    async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.control_plane_namespace());
-        let remaining = objects::delete_labelled(&api, ctx, SubJobType::CreateCert).await?;
-        Ok(objects::deletion_observation(remaining, "Secret"))
-    }
-}
-
-async fn get_secret(api: &Api<Secret>, namespace: &str, name: String) -> Result<Option<Secret>> {
-    api.get_opt(&name).await.map_err(|source| Error::Api {
-        action: "get",
-        kind: "Secret".to_string(),
-        namespace: namespace.to_string(),
-        name,
-        source,
-    })
-}
-
-impl SubJobExecutor for CertExecutor {
-    fn sub_job(&self) -> SubJobType {
-        SubJobType::CreateCert
-    }
-
-    /// Maintain runs the same check: it renews and repairs what an attempt created.
-    fn run<'a>(&'a self, ctx: &'a Context<'a>, _mode: Mode) -> BoxFuture<'a, Result<Observation>> {
-        Box::pin(self.ensure(ctx))
-    }
-
-    fn teardown<'a>(
-        &'a self,
-        ctx: &'a Context<'a>,
-        _attempt: i32,
-    ) -> BoxFuture<'a, Result<Observation>> {
-        Box::pin(self.delete(ctx))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use http::{Request, Response, StatusCode};
+pub(super) mod tests {
     use jiff::SignedDuration;
-    use kube::client::Body;
-    use serde_json::json;
     use x509_parser::extensions::ParsedExtension;
 
     use super::*;
-    use crate::api::{
-        EXTEND_PARAM_ENDPOINT, FederationEnablement, FederationEnablementSpec,
-        FederationEnablementStatus,
-    };
-    use crate::subjobs::Settings;
+    use crate::subjobs::names;
 
-    const NAME: &str = "fed";
-    const NAMESPACE: &str = "fleet";
-    const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
-
-    fn t0() -> Timestamp {
+    pub(in crate::subjobs::cert) fn t0() -> Timestamp {
         "2026-01-15T08:00:00Z".parse().expect("timestamp")
     }
 
-    fn days(n: i64) -> SignedDuration {
+    pub(in crate::subjobs::cert) fn days(n: i64) -> SignedDuration {
         SignedDuration::from_hours(n * 24)
+    }
+
+    /// The subject alternative names of a PEM certificate.
+    pub(in crate::subjobs::cert) fn sans_of_pem(pem: &str) -> BTreeSet<San> {
+        let der = der(pem);
+        sans_of(&parse(&der)).expect("SANs")
     }
 
     fn request(sans: &[&str], validity_days: i64) -> CertRequest {
@@ -1071,305 +861,5 @@ mod tests {
                 .skip(1)
                 .any(|line| message.contains(line))
         );
-    }
-
-    // --- The executor against a fake API server ---
-
-    /// Keeps Secrets in memory and records every request as `VERB name`.
-    #[derive(Default)]
-    struct FakeApiServer {
-        secrets: BTreeMap<String, Secret>,
-        requests: Vec<String>,
-    }
-
-    type Shared = Arc<Mutex<FakeApiServer>>;
-
-    fn fake_client(server: &Shared) -> Client {
-        let server = server.clone();
-        let service = tower::service_fn(move |request: Request<Body>| {
-            let server = server.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = body.collect_bytes().await.expect("request body");
-                let (status, response) = answer(&server, &parts, &body);
-                let response = Response::builder()
-                    .status(status)
-                    .body(Body::from(response.to_string().into_bytes()))
-                    .expect("response");
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        Client::new(service, NAMESPACE)
-    }
-
-    fn answer(
-        server: &Shared,
-        parts: &http::request::Parts,
-        body: &[u8],
-    ) -> (StatusCode, serde_json::Value) {
-        let mut server = server.lock().expect("fake API server");
-        let path = parts.uri.path();
-        let prefix = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
-        let name = path
-            .strip_prefix(&prefix)
-            .unwrap_or(path)
-            .trim_start_matches('/');
-        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "reason": "NotFound", "code": 404, "message": "not found"});
-        let verb = match (parts.method.as_str(), name.is_empty()) {
-            ("GET", true) => "LIST",
-            (method, _) => method,
-        };
-        server
-            .requests
-            .push(format!("{verb} {name}").trim().to_string());
-        match verb {
-            "LIST" => {
-                let items: Vec<&Secret> = server.secrets.values().collect();
-                let list = json!({"kind": "SecretList", "apiVersion": "v1",
-                    "metadata": {"resourceVersion": "1"}, "items": items});
-                (StatusCode::OK, list)
-            }
-            "GET" => match server.secrets.get(name) {
-                Some(secret) => (StatusCode::OK, json!(secret)),
-                None => (StatusCode::NOT_FOUND, not_found),
-            },
-            "PATCH" => {
-                let secret: Secret = serde_json::from_slice(body).expect("a Secret");
-                server.secrets.insert(name.to_string(), secret.clone());
-                (StatusCode::OK, json!(secret))
-            }
-            "DELETE" => match server.secrets.remove(name) {
-                Some(_) => (
-                    StatusCode::OK,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                None => (StatusCode::NOT_FOUND, not_found),
-            },
-            other => panic!("unexpected request {other} {path}"),
-        }
-    }
-
-    const CA_SECRET: &str = "fed-federation-ca";
-    const CERT_SECRET: &str = "fed-federation-certs";
-
-    /// The executor for enablement `fleet/fed`, talking to a fake API server.
-    struct Harness {
-        server: Shared,
-        executor: CertExecutor,
-        enablement: FederationEnablement,
-        status: FederationEnablementStatus,
-        settings: Settings,
-    }
-
-    impl Harness {
-        /// `endpoint`: what CreateNetworkResource recorded, if anything.
-        fn new(endpoint: Option<&str>) -> Self {
-            let spec: FederationEnablementSpec = serde_json::from_value(json!({
-                "clusterGroupID": "fleet-a",
-                "certificate": {"validityDays": 300, "extraSANs": ["api.example.com"]},
-                "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3"},
-            }))
-            .expect("spec");
-            let mut enablement = FederationEnablement::new(NAME, spec);
-            enablement.metadata.namespace = Some(NAMESPACE.to_string());
-            enablement.metadata.uid = Some(UID.to_string());
-            let extend_param = endpoint.map_or(json!({}), |e| json!({EXTEND_PARAM_ENDPOINT: e}));
-            let status = serde_json::from_value(json!({
-                "jobUID": "job-1",
-                "specHash": "hash-1",
-                "subJobs": [{"type": "CreateNetworkResource", "uid": "s-1", "phase": "Success",
-                    "extendParam": extend_param}],
-            }))
-            .expect("status");
-            let server = Shared::default();
-            Harness {
-                executor: CertExecutor::new(fake_client(&server)),
-                server,
-                enablement,
-                status,
-                settings: Settings {
-                    default_runner_image: "runner:1".to_string(),
-                },
-            }
-        }
-
-        fn ctx(&self, now: Timestamp) -> Context<'_> {
-            Context {
-                enablement: &self.enablement,
-                name: NAME,
-                namespace: NAMESPACE,
-                uid: UID,
-                spec: &self.enablement.spec,
-                status: &self.status,
-                settings: &self.settings,
-                own_namespace_terminating: false,
-                now,
-            }
-        }
-
-        async fn run(&self, now: Timestamp, mode: Mode) -> Observation {
-            self.executor.run(&self.ctx(now), mode).await.expect("run")
-        }
-
-        async fn teardown(&self) -> Observation {
-            let ctx = self.ctx(t0());
-            self.executor.teardown(&ctx, 1).await.expect("teardown")
-        }
-
-        /// The requests since the last call, as `VERB name`.
-        fn requests(&self) -> Vec<String> {
-            std::mem::take(&mut self.server.lock().expect("fake API server").requests)
-        }
-
-        /// Stores a Secret as if someone else had created it (no request is logged).
-        fn insert(&self, secret: Secret) {
-            let name = secret.metadata.name.clone().expect("name");
-            let mut server = self.server.lock().expect("fake API server");
-            server.secrets.insert(name, secret);
-        }
-
-        fn stored(&self, name: &str) -> Option<Secret> {
-            let server = self.server.lock().expect("fake API server");
-            server.secrets.get(name).cloned()
-        }
-
-        fn text(&self, name: &str, key: &str) -> String {
-            let secret = self.stored(name).expect("secret");
-            let bytes = &secret.data.as_ref().expect("data")[key];
-            String::from_utf8(bytes.0.clone()).expect("utf-8")
-        }
-    }
-
-    fn data_keys(secret: &Secret) -> Vec<&str> {
-        secret
-            .data
-            .as_ref()
-            .map_or(Vec::new(), |d| d.keys().map(String::as_str).collect())
-    }
-
-    #[tokio::test]
-    async fn waits_for_the_endpoint_without_calling_the_api() {
-        let harness = Harness::new(None);
-        let observation = harness.run(t0(), Mode::Attempt(1)).await;
-        assert!(matches!(
-            observation,
-            Observation::Progressing { ref reason, .. } if reason == reasons::WAITING_FOR_ENDPOINT
-        ));
-        assert!(harness.requests().is_empty());
-    }
-
-    #[tokio::test]
-    async fn first_run_creates_both_secrets_and_a_second_run_writes_nothing() {
-        let harness = Harness::new(Some("[2001:db8::7]:5443"));
-
-        let first = harness.run(t0(), Mode::Attempt(1)).await;
-        let valid_until = t0() + days(300);
-        assert_eq!(
-            first,
-            Observation::Succeeded {
-                message: Some(format!("serving certificate valid until {valid_until}")),
-                extend_param: BTreeMap::new(),
-            }
-        );
-        assert_eq!(
-            harness.requests(),
-            [
-                format!("GET {CA_SECRET}"),
-                format!("GET {CERT_SECRET}"),
-                format!("PATCH {CA_SECRET}"),
-                format!("PATCH {CERT_SECRET}"),
-            ]
-        );
-        let ca = harness.stored(CA_SECRET).expect("CA Secret");
-        assert_eq!(ca.type_.as_deref(), Some("Opaque"));
-        assert_eq!(data_keys(&ca), ["ca.crt", "ca.key"]);
-        let tls = harness.stored(CERT_SECRET).expect("TLS Secret");
-        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
-        assert_eq!(data_keys(&tls), ["ca.crt", "tls.crt", "tls.key"]);
-        assert_eq!(
-            harness.text(CERT_SECRET, CA_CERT_KEY),
-            harness.text(CA_SECRET, CA_CERT_KEY)
-        );
-        let leaf_der = der(&harness.text(CERT_SECRET, TLS_CERT_KEY));
-        let sans = sans_of(&parse(&leaf_der)).expect("SANs");
-        assert!(sans.contains(&San::parse("2001:db8::7")));
-        assert!(sans.contains(&San::parse("api.example.com")));
-        assert!(sans.contains(&San::parse("fed-federation-apiserver.fleet.svc")));
-
-        let second = harness.run(t0() + days(1), Mode::Maintain).await;
-        assert_eq!(second, first);
-        assert_eq!(
-            harness.requests(),
-            [format!("GET {CA_SECRET}"), format!("GET {CERT_SECRET}")]
-        );
-    }
-
-    #[tokio::test]
-    async fn maintain_renews_a_serving_certificate_near_expiry_from_the_same_ca() {
-        let harness = Harness::new(Some("203.0.113.7:5443"));
-        harness.run(t0(), Mode::Attempt(1)).await;
-        let ca_before = harness.text(CA_SECRET, CA_CERT_KEY);
-        let leaf_before = harness.text(CERT_SECRET, TLS_CERT_KEY);
-        harness.requests();
-
-        harness.run(t0() + days(250), Mode::Maintain).await;
-        assert_eq!(
-            harness.requests(),
-            [
-                format!("GET {CA_SECRET}"),
-                format!("GET {CERT_SECRET}"),
-                format!("PATCH {CERT_SECRET}"),
-            ]
-        );
-        assert_eq!(harness.text(CA_SECRET, CA_CERT_KEY), ca_before);
-        assert_ne!(harness.text(CERT_SECRET, TLS_CERT_KEY), leaf_before);
-    }
-
-    #[tokio::test]
-    async fn a_secret_not_labelled_for_this_enablement_is_a_name_conflict() {
-        let harness = Harness::new(Some("203.0.113.7:5443"));
-        let mut foreign = Secret::default();
-        foreign.metadata.name = Some(CERT_SECRET.to_string());
-        foreign.metadata.namespace = Some(NAMESPACE.to_string());
-        harness.insert(foreign);
-
-        let observation = harness.run(t0(), Mode::Attempt(1)).await;
-        let message = format!(
-            "Secret {NAMESPACE}/{CERT_SECRET} exists and is not labelled for this enablement"
-        );
-        assert_eq!(
-            observation,
-            Observation::failed(reasons::NAME_CONFLICT, message)
-        );
-        assert_eq!(
-            harness.requests(),
-            [format!("GET {CA_SECRET}"), format!("GET {CERT_SECRET}")]
-        );
-    }
-
-    #[tokio::test]
-    async fn teardown_deletes_both_secrets_then_reports_none_left() {
-        let harness = Harness::new(Some("203.0.113.7:5443"));
-        harness.run(t0(), Mode::Attempt(1)).await;
-        harness.requests();
-
-        let first = harness.teardown().await;
-        assert!(matches!(
-            first,
-            Observation::Progressing { ref reason, .. } if reason == reasons::DELETING
-        ));
-        assert_eq!(
-            harness.requests(),
-            [
-                "LIST".to_string(),
-                format!("DELETE {CA_SECRET}"),
-                format!("DELETE {CERT_SECRET}"),
-            ]
-        );
-        assert!(matches!(
-            harness.teardown().await,
-            Observation::Succeeded { .. }
-        ));
     }
 }

@@ -1,0 +1,89 @@
+//! The two Secrets CreateCert keeps its certificates in: building them, and reading the
+//! certificates back out of them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::pki::KeyedCert;
+use crate::api::SubJobType;
+use crate::subjobs::{Context, Error, Result, names, ownership};
+
+/// Keys of the CA Secret (type `Opaque`).
+pub const CA_CERT_KEY: &str = "ca.crt";
+pub const CA_KEY_KEY: &str = "ca.key";
+/// Keys of the serving certificate Secret (type `kubernetes.io/tls`, plus `ca.crt`).
+pub const TLS_CERT_KEY: &str = "tls.crt";
+pub const TLS_KEY_KEY: &str = "tls.key";
+
+const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+const OPAQUE_SECRET_TYPE: &str = "Opaque";
+
+/// A certificate and key stored under `cert_key` and `key_key` of `secret`, when both are there.
+pub(super) fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<KeyedCert> {
+    let data = secret?.data.as_ref()?;
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    };
+    Some(KeyedCert::new(text(cert_key)?, text(key_key)?))
+}
+
+fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// The CA Secret holding `ca`.
+pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
+    Secret {
+        metadata: ownership::metadata(
+            ctx,
+            SubJobType::CreateCert,
+            names::ca_secret(ctx.name),
+            Some(ctx.control_plane_namespace()),
+        ),
+        type_: Some(OPAQUE_SECRET_TYPE.to_string()),
+        data: Some(pem_data([
+            (CA_CERT_KEY, &ca.cert_pem),
+            (CA_KEY_KEY, ca.key_pem()),
+        ])),
+        ..Secret::default()
+    }
+}
+
+/// The `kubernetes.io/tls` Secret holding the serving certificate and the CA certificate.
+pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) -> Secret {
+    let mut data = pem_data([
+        (TLS_CERT_KEY, &leaf.cert_pem),
+        (TLS_KEY_KEY, leaf.key_pem()),
+    ]);
+    data.insert(
+        CA_CERT_KEY.to_string(),
+        ByteString(ca.cert_pem.as_bytes().to_vec()),
+    );
+    Secret {
+        metadata: ownership::metadata(
+            ctx,
+            SubJobType::CreateCert,
+            names::cert_secret(ctx.name),
+            Some(ctx.control_plane_namespace()),
+        ),
+        type_: Some(TLS_SECRET_TYPE.to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+pub(super) async fn get_secret(
+    api: &Api<Secret>,
+    namespace: &str,
+    name: String,
+) -> Result<Option<Secret>> {
+    api.get_opt(&name)
+        .await
+        .map_err(|source| Error::api::<Secret>("get", namespace, name, source))
+}

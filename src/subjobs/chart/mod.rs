@@ -1,0 +1,540 @@
+//! InstallFederationChart: a batch Job that runs `helm upgrade --install` under a
+//! ServiceAccount bound to `chart.installerClusterRole`.
+//!
+//! UninstallFederationChart (teardown) runs `helm uninstall` the same way, then deletes the
+//! Jobs, the values Secret, the ServiceAccount and its bindings (found by label).
+
+pub mod identity;
+pub mod job_spec;
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use futures::future::BoxFuture;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{ListParams, Patch};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Map, Value, json};
+
+use self::identity::ensure_identity;
+pub use self::job_spec::{
+    INSTALL_SCRIPT, OPERATION_LABEL, Operation, UNINSTALL_SCRIPT, desired_job, remaining_seconds,
+    runner_image,
+};
+use super::apply::{self, Ensured, apply_params};
+use super::{Context, Error, Result, SubJobExecutor, names};
+use super::{api_error, deletion, ownership};
+use crate::api::{CONTROL_PLANE_NODE_LABEL, SubJobType};
+use crate::job::{Mode, Observation, reasons};
+
+const SUB_JOB: SubJobType = SubJobType::InstallFederationChart;
+/// Key of the values file in the values Secret.
+const VALUES_KEY: &str = "values.yaml";
+const USERNAME_KEY: &str = "repository-username";
+const PASSWORD_KEY: &str = "repository-password";
+/// Label a Secret must carry (`"true"`) to be used as chart repository credentials.
+pub const CREDENTIALS_LABEL: &str = "federation.fleet.dev/chart-credentials";
+
+/// The values the chart gets: `chart.values`, with the facts the controller knows under
+/// `federation` and `sso` (the controller's win over the user's on the same key).
+pub fn chart_values(ctx: &Context<'_>) -> Map<String, Value> {
+    let mut values = ctx.spec.chart.values.clone().unwrap_or_default();
+    let mut federation = json!({
+        "clusterGroupID": ctx.spec.cluster_group_id,
+        "enablement": ctx.name,
+        "service": names::service(ctx.name),
+        "certificateSecret": names::cert_secret(ctx.name),
+        "replicas": ctx.spec.control_plane.replicas,
+        "nodeSelector": {CONTROL_PLANE_NODE_LABEL: ctx.uid},
+    });
+    if let Some(endpoint) = ctx.status.endpoint() {
+        federation["endpoint"] = json!(endpoint);
+    }
+    merge_into(&mut values, "federation", federation);
+    if let Some(sso) = &ctx.spec.sso {
+        merge_into(
+            &mut values,
+            "sso",
+            serde_json::to_value(sso).unwrap_or_default(),
+        );
+    }
+    values
+}
+
+fn merge_into(values: &mut Map<String, Value>, key: &str, ours: Value) {
+    let entry = values
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    match (entry, ours) {
+        (Value::Object(theirs), Value::Object(ours)) => theirs.extend(ours),
+        (entry, ours) => *entry = ours,
+    }
+}
+
+/// The Secret with the values (and the repository credentials, when the chart needs them).
+pub fn desired_values_secret(
+    ctx: &Context<'_>,
+    credentials: Option<(ByteString, ByteString)>,
+) -> Secret {
+    let namespace = ctx.control_plane_namespace();
+    let values = Value::Object(chart_values(ctx)).to_string();
+    let mut data = BTreeMap::from([(VALUES_KEY.to_string(), ByteString(values.into_bytes()))]);
+    if let Some((username, password)) = credentials {
+        data.insert(USERNAME_KEY.to_string(), username);
+        data.insert(PASSWORD_KEY.to_string(), password);
+    }
+    Secret {
+        metadata: ownership::metadata(
+            ctx,
+            SUB_JOB,
+            names::values_secret(ctx.name),
+            Some(namespace),
+        ),
+        type_: Some("Opaque".to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// What `chart.credentialsSecretRef` gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RepositoryCredentials {
+    /// No credentials are needed.
+    NotSet,
+    Found {
+        username: ByteString,
+        password: ByteString,
+    },
+    /// Why the referenced Secret cannot be used (it names the Secret, never its data).
+    Unusable(String),
+}
+
+/// Where a helm Job of ours stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobRun {
+    Running,
+    Completed,
+    /// Why it failed (the `Failed` condition's reason and message).
+    Failed(String),
+    /// A Job of that name exists and is not labelled for this enablement.
+    NotOurs(String),
+}
+
+impl JobRun {
+    /// What the subjob reports while its Job `name` of `operation` is here.
+    fn observation(self, name: &str, operation: Operation) -> Observation {
+        let (running, failed) = match operation {
+            Operation::Install => (reasons::INSTALLING, reasons::INSTALL_FAILED),
+            Operation::Uninstall => (reasons::UNINSTALLING, reasons::UNINSTALL_FAILED),
+        };
+        match self {
+            JobRun::Completed => Observation::succeeded_with(format!("Job {name} completed")),
+            JobRun::Failed(why) => Observation::failed(failed, format!("Job {name} failed: {why}")),
+            JobRun::Running => Observation::progressing(running, format!("Job {name} is running")),
+            JobRun::NotOurs(message) => Observation::failed(reasons::NAME_CONFLICT, message),
+        }
+    }
+}
+
+/// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions.
+pub fn job_outcome(job: &Job) -> JobRun {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let holds = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    if holds("Complete").is_some() {
+        return JobRun::Completed;
+    }
+    match holds("Failed") {
+        Some(c) => JobRun::Failed(format!(
+            "{}: {}",
+            c.reason.as_deref().unwrap_or("Failed"),
+            c.message.as_deref().unwrap_or("the Job failed")
+        )),
+        None => JobRun::Running,
+    }
+}
+
+pub struct ChartExecutor {
+    client: Client,
+}
+
+impl ChartExecutor {
+    pub fn new(client: Client) -> Self {
+        ChartExecutor { client }
+    }
+
+    fn api<K>(&self, ctx: &Context<'_>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ctx.control_plane_namespace())
+    }
+
+    /// Reads `chart.credentialsSecretRef` from the enablement's namespace.
+    async fn credentials(&self, ctx: &Context<'_>) -> Result<RepositoryCredentials> {
+        let Some(reference) = &ctx.spec.chart.credentials_secret_ref else {
+            return Ok(RepositoryCredentials::NotSet);
+        };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ctx.namespace);
+        let secret = api.get_opt(&reference.name).await.map_err(|source| {
+            Error::api::<Secret>("get", ctx.namespace, &reference.name, source)
+        })?;
+        // Only a Secret labelled for this use is read: otherwise anyone who may create an
+        // enablement could have any Secret with these keys sent to a repository they name.
+        let secret = match secret {
+            Some(secret)
+                if secret.labels().get(CREDENTIALS_LABEL).map(String::as_str) == Some("true") =>
+            {
+                secret
+            }
+            Some(_) => {
+                return Ok(RepositoryCredentials::Unusable(format!(
+                    "Secret {}/{} (chart.credentialsSecretRef) lacks the label {CREDENTIALS_LABEL}=true \
+                     that allows its use as chart repository credentials",
+                    ctx.namespace, reference.name
+                )));
+            }
+            None => {
+                return Ok(RepositoryCredentials::Unusable(format!(
+                    "Secret {}/{} (chart.credentialsSecretRef) not found",
+                    ctx.namespace, reference.name
+                )));
+            }
+        };
+        let Some(data) = secret.data else {
+            return Ok(RepositoryCredentials::Unusable(format!(
+                "Secret {}/{} (chart.credentialsSecretRef) is empty",
+                ctx.namespace, reference.name
+            )));
+        };
+        match (data.get("username"), data.get("password")) {
+            (Some(username), Some(password)) => Ok(RepositoryCredentials::Found {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => Ok(RepositoryCredentials::Unusable(format!(
+                "Secret {}/{} needs the keys username and password",
+                ctx.namespace, reference.name
+            ))),
+        }
+    }
+
+    async fn install(&self, ctx: &Context<'_>, mode: Mode) -> Result<Observation> {
+        if let ControlFlow::Break(message) = ensure_identity(&self.client, ctx).await? {
+            return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+        }
+        let credentials = match self.credentials(ctx).await? {
+            RepositoryCredentials::NotSet => None,
+            RepositoryCredentials::Found { username, password } => Some((username, password)),
+            RepositoryCredentials::Unusable(message) => {
+                return Ok(Observation::failed(reasons::CREDENTIALS_NOT_FOUND, message));
+            }
+        };
+        let with_credentials = credentials.is_some();
+        let secrets: Api<Secret> = self.api(ctx);
+        if let Ensured::Conflict(message) =
+            apply::ensure(&secrets, &desired_values_secret(ctx, credentials), ctx).await?
+        {
+            return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+        }
+        let Mode::Attempt(attempt) = mode else {
+            // Jobs are not repaired: the release was installed; its identity and values are.
+            return Ok(Observation::succeeded_with("chart installed"));
+        };
+        let attempt_started = ctx
+            .status
+            .sub_job(SUB_JOB)
+            .and_then(|s| s.attempt_start_time.as_ref())
+            .map(|t| t.0);
+        let name = names::install_job(ctx.name, ctx.job_uid(), attempt);
+        let desired = desired_job(
+            ctx,
+            Operation::Install,
+            name,
+            remaining_seconds(ctx, attempt_started),
+            with_credentials,
+        );
+        let name = desired.name_any();
+        let existing = self.get_job(ctx, &desired).await?;
+        let run = self.run_job(ctx, existing, desired, Operation::Install);
+        Ok(run.await?.observation(&name, Operation::Install))
+    }
+
+    /// Starts the Job (deleting older attempts of the same operation first) or reads where it
+    /// stands.
+    async fn run_job(
+        &self,
+        ctx: &Context<'_>,
+        existing: Option<Job>,
+        desired: Job,
+        operation: Operation,
+    ) -> Result<JobRun> {
+        let jobs: Api<Job> = self.api(ctx);
+        let name = desired.name_any();
+        let job = match existing {
+            Some(job) if !ownership::is_ours(job.meta(), ctx) => {
+                return Ok(JobRun::NotOurs(format!(
+                    "Job {}/{name} exists and is not labelled for this enablement",
+                    ctx.control_plane_namespace()
+                )));
+            }
+            Some(job) => job,
+            None => {
+                let selector = format!(
+                    "{},{OPERATION_LABEL}={}",
+                    ownership::selector(ctx, Some(SUB_JOB)),
+                    operation.label()
+                );
+                let older = jobs
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| api_error("list", &desired, e))?;
+                for old in older.items.iter().filter(|j| j.name_any() != name) {
+                    deletion::delete_one(&jobs, old).await?;
+                }
+                jobs.patch(&name, &apply_params(), &Patch::Apply(&desired))
+                    .await
+                    .map_err(|e| api_error("apply", &desired, e))?
+            }
+        };
+        Ok(job_outcome(&job))
+    }
+
+    async fn get_job(&self, ctx: &Context<'_>, desired: &Job) -> Result<Option<Job>> {
+        self.api::<Job>(ctx)
+            .get_opt(&desired.name_any())
+            .await
+            .map_err(|e| api_error("get", desired, e))
+    }
+
+    async fn uninstall(&self, ctx: &Context<'_>, attempt: i32) -> Result<Observation> {
+        let never_started = ctx
+            .status
+            .sub_job(SUB_JOB)
+            .is_none_or(|s| s.attempts == 0 && s.start_time.is_none());
+        let namespace_gone = ctx.control_plane_is_local() && ctx.own_namespace_terminating;
+        if !never_started && !namespace_gone {
+            let teardown_uid = ctx
+                .status
+                .teardown
+                .as_ref()
+                .map_or("", |t| t.job_uid.as_str());
+            let started = ctx
+                .status
+                .teardown
+                .as_ref()
+                .and_then(|t| t.steps.first())
+                .and_then(|s| s.attempt_start_time.as_ref())
+                .map(|t| t.0);
+            let desired = desired_job(
+                ctx,
+                Operation::Uninstall,
+                names::uninstall_job(ctx.name, teardown_uid, attempt),
+                remaining_seconds(ctx, started),
+                false,
+            );
+            let existing = self.get_job(ctx, &desired).await?;
+            // Once the uninstall Job completed, only the clean-up below is left: recreating the
+            // installer identity for it would undo that clean-up.
+            let uninstalled = existing.as_ref().map(job_outcome) == Some(JobRun::Completed);
+            if !uninstalled {
+                if let ControlFlow::Break(message) = ensure_identity(&self.client, ctx).await? {
+                    return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+                }
+                let name = desired.name_any();
+                match self
+                    .run_job(ctx, existing, desired, Operation::Uninstall)
+                    .await?
+                {
+                    JobRun::Completed => {}
+                    run => return Ok(run.observation(&name, Operation::Uninstall)),
+                }
+            }
+        }
+        let remaining = self.delete_everything(ctx).await?;
+        let mut observation = deletion::deletion_observation(remaining, "installer");
+        if let Observation::Succeeded { message, .. } = &mut observation {
+            *message = Some(if never_started {
+                format!("{}: the chart was never installed", reasons::NOT_INSTALLED)
+            } else if namespace_gone {
+                format!(
+                    "{}: helm uninstall skipped, the namespace is being deleted",
+                    reasons::NAMESPACE_TERMINATING
+                )
+            } else {
+                "release uninstalled".to_string()
+            });
+        }
+        Ok(observation)
+    }
+
+    /// Deletes every object of this subjob, cluster-scoped binding included, but the uninstall
+    /// Jobs (their TTL and owner reference remove them); returns how many were still there.
+    async fn delete_everything(&self, ctx: &Context<'_>) -> Result<usize> {
+        let install_jobs = format!(
+            "{},{OPERATION_LABEL}!={}",
+            ownership::selector(ctx, Some(SUB_JOB)),
+            Operation::Uninstall.label()
+        );
+        let mut remaining = deletion::delete_matching(&self.api::<Job>(ctx), &install_jobs).await?;
+        remaining += deletion::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
+        remaining += deletion::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
+        remaining +=
+            deletion::delete_labelled(&self.api::<ServiceAccount>(ctx), ctx, SUB_JOB).await?;
+        let cluster_bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
+        remaining += deletion::delete_labelled(&cluster_bindings, ctx, SUB_JOB).await?;
+        Ok(remaining)
+    }
+}
+
+impl SubJobExecutor for ChartExecutor {
+    fn sub_job(&self) -> SubJobType {
+        SUB_JOB
+    }
+
+    fn run<'a>(&'a self, ctx: &'a Context<'a>, mode: Mode) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.install(ctx, mode))
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        ctx: &'a Context<'a>,
+        attempt: i32,
+    ) -> BoxFuture<'a, Result<Observation>> {
+        Box::pin(self.uninstall(ctx, attempt))
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::api::{FederationEnablement, FederationEnablementStatus};
+    use crate::subjobs::Settings;
+    use serde_json::json;
+
+    pub(super) const LONGEST: &str = "a234567890123456789012345678901234567890";
+    pub(super) const NAMESPACE: &str =
+        "n23456789012345678901234567890123456789012345678901234567890123";
+
+    pub(super) struct Fixture {
+        enablement: FederationEnablement,
+        status: FederationEnablementStatus,
+        settings: Settings,
+    }
+
+    impl Fixture {
+        pub(super) fn new(spec: serde_json::Value) -> Self {
+            let mut enablement: FederationEnablement = serde_json::from_value(json!({
+                "apiVersion": "federation.fleet.dev/v1alpha1",
+                "kind": "FederationEnablement",
+                "metadata": {"name": LONGEST, "namespace": NAMESPACE, "uid": "0f8fad5b-d9cb-469f-a165-70867728950e"},
+                "spec": spec,
+            }))
+            .expect("enablement");
+            enablement.metadata.generation = Some(1);
+            let status = serde_json::from_value(json!({
+                "jobUID": "5d2e6a1b-0000-4000-8000-000000000001",
+                "specHash": "abc",
+                "subJobs": [{"type": "CreateNetworkResource", "uid": "u", "phase": "Success",
+                    "extendParam": {"JobExtendParamKeyEndpoint": "203.0.113.10:5443"}}],
+            }))
+            .expect("status");
+            Fixture {
+                enablement,
+                status,
+                settings: Settings {
+                    default_runner_image: "docker.io/alpine/helm:3.16.4".into(),
+                },
+            }
+        }
+
+        pub(super) fn ctx(&self) -> Context<'_> {
+            let now = "2026-01-15T08:00:00Z".parse().expect("time");
+            Context::new(&self.enablement, &self.status, &self.settings, false, now)
+        }
+    }
+
+    pub(super) fn spec() -> serde_json::Value {
+        json!({
+            "clusterGroupID": "fleet-a",
+            "sso": {"configUuid": "c-1", "issuerUrl": "https://issuer.example"},
+            "chart": {"repository": "oci://registry.example/charts/", "name": "federation", "version": "1.2.3",
+                "values": {"federation": {"replicas": 9, "extra": true}, "image": {"tag": "v1"}}},
+        })
+    }
+
+    #[test]
+    fn controller_facts_win_over_user_values_and_user_values_are_kept() {
+        let f = Fixture::new(spec());
+        let values = chart_values(&f.ctx());
+        assert_eq!(values["image"]["tag"], "v1");
+        assert_eq!(values["federation"]["extra"], true);
+        assert_eq!(values["federation"]["replicas"], 1);
+        assert_eq!(values["federation"]["endpoint"], "203.0.113.10:5443");
+        assert_eq!(values["sso"]["issuerUrl"], "https://issuer.example");
+        assert_eq!(
+            values["federation"]["nodeSelector"]["federation.fleet.dev/control-plane"],
+            "0f8fad5b-d9cb-469f-a165-70867728950e"
+        );
+    }
+
+    #[test]
+    fn a_job_run_reports_the_reason_of_its_operation() {
+        let reason = |run: JobRun, operation| match run.observation("j", operation) {
+            Observation::Succeeded { message, .. } => message.unwrap_or_default(),
+            Observation::Progressing { reason, .. } | Observation::Failed { reason, .. } => reason,
+        };
+        assert_eq!(
+            reason(JobRun::Completed, Operation::Install),
+            "Job j completed"
+        );
+        assert_eq!(
+            reason(JobRun::Running, Operation::Uninstall),
+            reasons::UNINSTALLING
+        );
+        assert_eq!(
+            reason(JobRun::Failed("x".into()), Operation::Install),
+            reasons::INSTALL_FAILED
+        );
+        assert_eq!(
+            reason(JobRun::NotOurs("x".into()), Operation::Uninstall),
+            reasons::NAME_CONFLICT
+        );
+    }
+
+    #[test]
+    fn job_outcome_comes_only_from_complete_and_failed_conditions() {
+        let job = |conditions: serde_json::Value| -> Job {
+            serde_json::from_value(json!({"status": {"conditions": conditions, "active": 1}}))
+                .expect("job")
+        };
+        assert_eq!(job_outcome(&job(json!([]))), JobRun::Running);
+        assert_eq!(
+            job_outcome(&job(json!([{"type": "Complete", "status": "True"}]))),
+            JobRun::Completed
+        );
+        assert_eq!(
+            job_outcome(&job(
+                json!([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}])
+            )),
+            JobRun::Failed(
+                "DeadlineExceeded: Job was active longer than specified deadline".into()
+            )
+        );
+        assert_eq!(
+            job_outcome(&job(json!([{"type": "Failed", "status": "False"}]))),
+            JobRun::Running
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Deletion: everything a subjob made is found again by label and deleted; a teardown step is
+//! done once nothing labelled is left.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{DeleteParams, ListParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use super::ownership::selector;
+use super::{Context, Error, Result, api_error, kind};
+use crate::api::SubJobType;
+use crate::job::{Observation, reasons};
+
+/// The teardown of a subjob that made objects of one kind `K` in the control-plane namespace:
+/// deletes them, and is done once none is left.
+pub async fn delete_subjob_objects<K>(
+    client: &Client,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+) -> Result<Observation>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ctx.control_plane_namespace());
+    let remaining = delete_labelled(&api, ctx, sub_job).await?;
+    Ok(deletion_observation(remaining, &kind::<K>()))
+}
+
+/// Deletes every object of kind `K` this enablement's `sub_job` made (found by label).
+/// Returns how many were still there.
+pub async fn delete_labelled<K>(
+    api: &Api<K>,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    delete_matching(api, &selector(ctx, Some(sub_job))).await
+}
+
+/// Deletes every object of kind `K` that `label_selector` matches; returns how many were
+/// still there.
+pub async fn delete_matching<K>(api: &Api<K>, label_selector: &str) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let params = ListParams::default().labels(label_selector);
+    let list = api
+        .list(&params)
+        .await
+        .map_err(|e| Error::api::<K>("list", "", label_selector, e))?;
+    let mut remaining = 0;
+    for object in list.items {
+        remaining += 1;
+        if object.meta().deletion_timestamp.is_some() {
+            continue;
+        }
+        delete_one(api, &object).await?;
+    }
+    Ok(remaining)
+}
+
+/// Deletes one object; an object already gone counts as deleted.
+pub async fn delete_one<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    match api
+        .delete(&object.name_any(), &DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(api_error("delete", object, e)),
+    }
+}
+
+/// Done once nothing labelled is left; otherwise wait for the deletions to finish.
+pub fn deletion_observation(remaining: usize, what: &str) -> Observation {
+    if remaining == 0 {
+        Observation::succeeded_with(format!("no {what} of this enablement is left"))
+    } else {
+        Observation::progressing(
+            reasons::DELETING,
+            format!("waiting for {remaining} {what} object(s) to be deleted"),
+        )
+    }
+}
