@@ -9,5 +9,4 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod policy;
-pub mod progress_view;
 pub mod subjobs;

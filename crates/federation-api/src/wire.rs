@@ -272,12 +272,26 @@ mod tests {
     }
 
     #[test]
-    fn a_go_time_reads_back_as_it_was_written() {
+    fn go_times_parse_with_and_without_a_fraction() {
+        assert_eq!(
+            parse_go_time("2023-07-31 13:16:20.715779 +0000 UTC").ok(),
+            Some(ts("2023-07-31T13:16:20.715779Z"))
+        );
+        assert_eq!(
+            parse_go_time("2026-01-15 08:00:00 +0000 UTC").ok(),
+            Some(ts("2026-01-15T08:00:00Z"))
+        );
+        assert!(parse_go_time("2026-01-15T08:00:00Z").is_err());
+    }
+
+    #[test]
+    fn go_time_is_the_inverse_of_what_the_progress_route_writes() {
         for text in [
             "2026-01-15T08:00:00Z",
             "2026-01-15T08:00:00.1Z",
             "2023-07-31T13:16:20.715779Z",
         ] {
+            assert_eq!(parse_go_time(&go_time(ts(text))).ok(), Some(ts(text)));
             let json = serde_json::to_string(&GoTime(ts(text))).expect("json");
             let back: GoTime = serde_json::from_str(&json).expect("parses");
             assert_eq!(back.0, ts(text));
