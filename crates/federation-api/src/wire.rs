@@ -106,11 +106,11 @@ impl JsonSchema for GoTime {
 #[serde(rename_all = "camelCase")]
 #[schemars(rename = "Job")]
 pub struct ProgressJob {
-    /// Always [`JOB_KIND`].
+    /// Always `Job` ([`JOB_KIND`]).
     #[serde(default)]
     #[schemars(extend("enum" = [JOB_KIND]))]
     pub kind: String,
-    /// Always [`JOB_API_VERSION`].
+    /// Always `v3` ([`JOB_API_VERSION`]).
     #[serde(default)]
     #[schemars(extend("enum" = [JOB_API_VERSION]))]
     pub api_version: String,
@@ -123,6 +123,7 @@ pub struct ProgressJob {
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(inline)]
 pub struct JobMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
@@ -136,16 +137,19 @@ pub struct JobMetadata {
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(inline)]
 pub struct Annotations {
-    /// The server's clock when it answered: running durations count up to it.
+    /// The server's clock when it answered (running durations count up to it): UTC,
+    /// `YYYY-MM-DD HH:MM:SS[.fraction] +0000 UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_timestamp: Option<GoTime>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(inline)]
 pub struct JobSpec {
-    /// [`ENABLE_JOB`] or [`TEARDOWN_JOB`]; a subjob's type.
+    /// `CreateFederationContainer` or `DeleteFederation`; a subjob's type.
     #[serde(rename = "type")]
     pub type_: String,
     #[serde(
@@ -170,6 +174,7 @@ pub struct JobSpec {
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[schemars(inline)]
 pub struct JobStatus {
     /// A job's phase; a subjob's is one of the first four.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -207,6 +212,7 @@ pub struct FederationItem {
 
 #[derive(Serialize, Deserialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[schemars(inline)]
 pub struct Federation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
