@@ -86,7 +86,7 @@ PY
 
 echo
 echo "The dashboard: http://127.0.0.1:$port/   The terminal view:"
-echo "  cargo run -q -- progress fleet-c --server http://127.0.0.1:$port"
+echo "  cargo run -q -p fedprogress -- fleet-c --server http://127.0.0.1:$port"
 echo
 echo "fleet-c failed on purpose (annotation federation.fleet.dev/simulate-failure). To retry it:"
 echo "  export KUBECONFIG=$KUBECONFIG"

@@ -53,5 +53,6 @@ if [[ -z ${FEDERATION_CHROMEDRIVER:-} ]] && ! [[ -x /usr/bin/chromium && -x /usr
   fi
 fi
 
-# Screenshots of the browser tests land in target/artifacts/ (kept by CI).
-cargo test --locked --lib --bins --tests
+# Screenshots of the browser tests land in target/artifacts/ (kept by CI). Every crate of the
+# workspace: the controller, federation-api and fedprogress.
+cargo test --locked --workspace --lib --bins --tests

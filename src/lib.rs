@@ -10,7 +10,6 @@ pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod policy;
-pub mod progress_view;
 pub mod subjobs;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

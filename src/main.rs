@@ -17,7 +17,6 @@ use federation_controller::http::{self, AppState, Authorizer, FederationCache, S
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
-use federation_controller::progress_view::{self, EXIT_CODES_HELP, ProgressArgs};
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
 use kube::Api;
@@ -39,9 +38,6 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster of KUBECONFIG or the in-cluster config.
     Run(Box<RunArgs>),
-    /// Show a fleet's federation job as a tree of subjobs, once or live (--watch) until it ends.
-    #[command(after_help = EXIT_CODES_HELP)]
-    Progress(ProgressArgs),
     /// Print the FederationEnablement CRD generated from the Rust types.
     Crd,
     /// Print the version.
@@ -206,7 +202,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(*args).await.map(|()| ExitCode::SUCCESS),
-        Command::Progress(args) => Ok(progress_view::run(args).await),
     }
 }
 

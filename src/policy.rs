@@ -5,6 +5,8 @@ use kube::ResourceExt;
 
 use crate::api::FederationEnablement;
 use crate::job::{Blocked, reasons};
+// The owner rule lives with the types: the terminal view finds a fleet's enablement by it too.
+pub use federation_api::fleet::{FleetSeniority, fleet_owner, fleet_seniority};
 
 /// The allowlists, from the controller's flags.
 #[derive(Clone, Debug)]
@@ -88,29 +90,6 @@ impl Policy {
 
 /// The pinned default runner image (`helm` with a shell).
 pub const DEFAULT_RUNNER_IMAGE: &str = "docker.io/alpine/helm:3.16.4";
-
-/// Where an enablement stands in the line for its fleet: (creationTimestamp, namespace, name).
-/// The least owns the fleet; the controller and the HTTP API both order by it.
-pub type FleetSeniority = (Option<jiff::Timestamp>, String, String);
-
-/// The one ordering of who owns a fleet: the oldest, then namespace/name.
-pub fn fleet_seniority(fe: &FederationEnablement) -> FleetSeniority {
-    (
-        fe.creation_timestamp().map(|t| t.0),
-        fe.namespace().unwrap_or_default(),
-        fe.name_any(),
-    )
-}
-
-/// The enablement that owns `fleet` among `all`: the oldest naming it.
-pub fn fleet_owner<'a>(
-    fleet: &str,
-    all: impl IntoIterator<Item = &'a FederationEnablement>,
-) -> Option<&'a FederationEnablement> {
-    all.into_iter()
-        .filter(|fe| fe.spec.cluster_group_id == fleet)
-        .min_by_key(|fe| fleet_seniority(fe))
-}
 
 /// `Blocked` with `DuplicateClusterGroupID` when an older enablement owns the same fleet.
 pub fn check_duplicate<'a>(

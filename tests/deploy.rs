@@ -158,6 +158,46 @@ fn the_image_is_built_with_a_supported_rust_and_runs_as_the_charts_user() {
     assert_eq!(values["podSecurityContext"]["runAsGroup"], 65532);
 }
 
+#[test]
+fn the_image_stubs_every_bench_and_member_the_manifest_declares() {
+    // The dependency layer builds against stub targets: a bench or a workspace member it
+    // lacks makes the manifest fail to load, and the image fail to build.
+    let mut lines = CARGO_TOML.lines();
+    let mut benches = Vec::new();
+    while let Some(line) = lines.next() {
+        if line == "[[bench]]" {
+            let name = lines
+                .next()
+                .and_then(|l| l.strip_prefix("name = "))
+                .expect("a [[bench]] starts with its name");
+            benches.push(name.trim_matches('"'));
+        }
+    }
+    assert!(!benches.is_empty(), "Cargo.toml declares benches");
+    let stubbed = DOCKERFILE
+        .lines()
+        .find_map(|l| l.trim_start_matches(" && ").strip_prefix("for bench in "))
+        .and_then(|l| l.split_once(';'))
+        .map(|(names, _)| names.split_whitespace().collect::<Vec<_>>())
+        .expect("deploy/Dockerfile stubs the benches in a `for bench in ...` loop");
+    assert_eq!(stubbed, benches, "deploy/Dockerfile stubs these benches");
+    let members = CARGO_TOML
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .expect("Cargo.toml lists the workspace's members");
+    for member in members
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| *m != ".")
+    {
+        assert!(
+            DOCKERFILE.contains(&format!("COPY {member}/Cargo.toml {member}/\n")),
+            "deploy/Dockerfile copies the manifest of the member {member}"
+        );
+    }
+}
+
 // ----------------------------------------------------------------------- rendered (tools)
 
 #[test]

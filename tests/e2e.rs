@@ -768,12 +768,52 @@ fn an_idle_controller_writes_nothing() {
     assert_eq!(versions(&f), before, "no writes for 30 s while idle");
 }
 
+/// `kubectl-fedprogress`, which the workspace's `fedprogress` crate builds (`CARGO_BIN_EXE_*`
+/// names only this package's binaries). Built here, next to this package's binaries, so that a
+/// run of this suite alone neither misses it nor runs a stale one.
+fn fedprogress_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let controller = Path::new(env!("CARGO_BIN_EXE_federation-controller"));
+            let profile_dir = controller.parent().expect("the binaries' directory");
+            let target_dir = profile_dir.parent().expect("the target directory");
+            let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") => "dev",
+                Some(name) => name,
+                None => panic!("no profile in {}", profile_dir.display()),
+            };
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "fedprogress",
+                    "--bin",
+                    "kubectl-fedprogress",
+                ])
+                .args(["--profile", profile])
+                .arg("--target-dir")
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .stdin(Stdio::null())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build -p fedprogress failed");
+            profile_dir.join(format!(
+                "kubectl-fedprogress{}",
+                std::env::consts::EXE_SUFFIX
+            ))
+        })
+        .clone()
+}
+
 #[test]
 fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_success() {
     let Some(env) = env() else { return };
     let f = Fixture::new(env, "fedprogress", &["--simulated-delay-ms=1500"]);
     let fleet = format!("e2e-fedprogress-{}", std::process::id());
-    let run = |binary: &str, args: &[&str]| -> (i32, String, String) {
+    let run = |binary: &Path, args: &[&str]| -> (i32, String, String) {
         let mut child = Command::new(binary)
             .args(args)
             .env("KUBECONFIG", &env.kubeconfig)
@@ -787,7 +827,7 @@ fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_succes
         while child.try_wait().expect("try_wait").is_none() {
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{binary} {args:?} still running after a minute");
+                panic!("{} {args:?} still running after a minute", binary.display());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -798,8 +838,8 @@ fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_succes
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let plugin = env!("CARGO_BIN_EXE_kubectl-fedprogress");
-    let controller = env!("CARGO_BIN_EXE_federation-controller");
+    let plugin = fedprogress_binary();
+    let plugin = plugin.as_path();
 
     f.create(&f.enablement("fleet-progress", &fleet, json!({})));
     // No --server, no -n: found by its fleet across all namespaces, then watched.
@@ -825,7 +865,7 @@ fn kubectl_fedprogress_follows_an_enablement_through_the_kubeconfig_until_succes
     );
 
     // Once, in its namespace: the cluster says attempts (backoffLimit 1: 2 at most).
-    let (code, stdout, _) = run(controller, &["progress", &fleet, "-n", &f.namespace]);
+    let (code, stdout, _) = run(plugin, &[&fleet, "-n", &f.namespace]);
     assert_eq!(code, 0, "{stdout}");
     assert!(
         stdout.starts_with(&format!("{title}  4/4  Success")),

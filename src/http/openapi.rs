@@ -1,12 +1,74 @@
 //! The OpenAPI 3 document of the two federation routes and the dashboard's row route, served at
 //! `/openapi.json`.
+//!
+//! The schemas of the federation routes and of their errors are derived from the wire types
+//! the handlers serialize (`federation-api`), so the document cannot drift from them. The
+//! dashboard's row is written here by hand, as its type is the dashboard's own; a test checks
+//! every route's answers against this document.
 
+use federation_api::wire::{ErrorBody, FederationList, ProgressJob};
+use schemars::Schema;
+use schemars::generate::SchemaSettings;
+use schemars::transform::{AddNullable, RecursiveTransform};
 use serde_json::{Value, json};
 
+/// The document says what the server writes. It omits an absent value and never writes
+/// `null`, so an `Option`'s schema is its value's; and a `default` of a wire type is for its
+/// readers (a client reading a job without a status), not something the server leaves out.
+fn as_written(schema: &mut Schema) {
+    schema.remove("default");
+    let Some(Value::Array(types)) = schema.get_mut("type") else {
+        return;
+    };
+    types.retain(|t| t != "null");
+    if let [only] = types.as_slice() {
+        let only = only.clone();
+        schema.insert("type".into(), only);
+    }
+}
+
+/// The schemas of the answers: `Job`, `FederationList` (with `FederationItem`), `Error`, as
+/// the types serialize, and `DashboardRow`.
+fn schemas() -> (serde_json::Map<String, Value>, [Value; 3]) {
+    let mut generator = SchemaSettings::openapi3()
+        .for_serialize()
+        .with(|settings| {
+            settings.transforms.retain(|t| !t.is::<AddNullable>());
+            settings
+                .transforms
+                .push(Box::new(RecursiveTransform(as_written as fn(&mut Schema))));
+        })
+        .into_generator();
+    let job = generator.subschema_for::<ProgressJob>().to_value();
+    let list = generator.subschema_for::<FederationList>().to_value();
+    let error = generator.subschema_for::<ErrorBody>().to_value();
+    let mut schemas = generator.take_definitions(true);
+    schemas.insert("DashboardRow".to_string(), dashboard_row());
+    (schemas, [job, list, error])
+}
+
+fn dashboard_row() -> Value {
+    json!({
+        "type": "object",
+        "required": ["namespace", "name", "clusterGroupID", "phase", "health", "succeeded", "total", "steps"],
+        "properties": {
+            "namespace": {"type": "string"}, "name": {"type": "string"},
+            "clusterGroupID": {"type": "string"},
+            "phase": {"type": "string", "enum": ["Pending", "Running", "Success", "Failed", "Deleting"]},
+            "health": {"type": "string", "enum": ["healthy", "unhealthy", "unknown"]},
+            "succeeded": {"type": "integer", "description": "steps done: subjobs, or teardown steps while Deleting"},
+            "total": {"type": "integer"},
+            "currentStep": {"type": "string"}, "reason": {"type": "string"}, "message": {"type": "string"},
+            "created": {"type": "string", "format": "date-time"},
+            "steps": {"type": "array", "items": {"type": "object", "required": ["type", "phase"], "properties": {
+                "type": {"type": "string"}, "phase": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    })
+}
+
 pub fn document() -> Value {
-    let error = json!({"$ref": "#/components/schemas/Error"});
+    let (schemas, [job, list, error]) = schemas();
     let error_response = |description: &str| json!({"description": description, "content": {"application/json": {"schema": error}}});
-    let timestamp = json!({"type": "string", "description": "UTC, `YYYY-MM-DD HH:MM:SS[.fraction] +0000 UTC`", "example": "2023-07-31 13:16:20.715779 +0000 UTC"});
     let security = json!([{"XAuthToken": []}, {"Bearer": []}]);
     let watch = json!({"name": "watch", "in": "query", "schema": {"type": "boolean", "default": false},
         "description": "true: answer text/event-stream, live"});
@@ -29,7 +91,7 @@ pub fn document() -> Value {
                     }, watch.clone()],
                     "responses": {
                         "200": {"description": "The federation job of the fleet; with watch=true, a stream of `progress` events ending after Success or Failed", "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/Job"}},
+                            "application/json": {"schema": job},
                             "text/event-stream": {"schema": {"type": "string"}},
                         }},
                         "400": error_response("FED.4000001: invalid cluster group id"),
@@ -52,7 +114,7 @@ pub fn document() -> Value {
                     ],
                     "responses": {
                         "200": {"description": "One page of federations the caller may see; with watch=true, a stream of `added`, `modified` and `deleted` events", "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/FederationList"}},
+                            "application/json": {"schema": list},
                             "text/event-stream": {"schema": {"type": "string"}},
                         }},
                         "400": error_response("FED.4000002: invalid query parameter"),
@@ -85,102 +147,7 @@ pub fn document() -> Value {
                 "XAuthToken": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
                 "Bearer": {"type": "http", "scheme": "bearer"},
             },
-            "schemas": {
-                "DashboardRow": {
-                    "type": "object",
-                    "required": ["namespace", "name", "clusterGroupID", "phase", "health", "succeeded", "total", "steps"],
-                    "properties": {
-                        "namespace": {"type": "string"}, "name": {"type": "string"},
-                        "clusterGroupID": {"type": "string"},
-                        "phase": {"type": "string", "enum": ["Pending", "Running", "Success", "Failed", "Deleting"]},
-                        "health": {"type": "string", "enum": ["healthy", "unhealthy", "unknown"]},
-                        "succeeded": {"type": "integer", "description": "steps done: subjobs, or teardown steps while Deleting"},
-                        "total": {"type": "integer"},
-                        "currentStep": {"type": "string"}, "reason": {"type": "string"}, "message": {"type": "string"},
-                        "created": {"type": "string", "format": "date-time"},
-                        "steps": {"type": "array", "items": {"type": "object", "required": ["type", "phase"], "properties": {
-                            "type": {"type": "string"}, "phase": {"type": "string"}, "message": {"type": "string"}}}},
-                    },
-                },
-                "Error": {
-                    "type": "object", "required": ["error_code", "error_msg"],
-                    "properties": {"error_code": {"type": "string"}, "error_msg": {"type": "string"}},
-                },
-                "Job": {
-                    "type": "object", "required": ["kind", "apiVersion", "metadata", "spec", "status"],
-                    "properties": {
-                        "kind": {"type": "string", "enum": ["Job"]},
-                        "apiVersion": {"type": "string", "enum": ["v3"]},
-                        "metadata": {
-                            "type": "object",
-                            "properties": {
-                                "uid": {"type": "string"},
-                                "creationTimestamp": timestamp,
-                                "updateTimestamp": timestamp,
-                                "annotations": {"type": "object", "properties": {"currentTimestamp": timestamp}},
-                            },
-                        },
-                        "spec": {
-                            "type": "object",
-                            "properties": {
-                                "type": {"type": "string", "description": "CreateFederationContainer or DeleteFederation; a subjob's type"},
-                                "federationUID": {"type": "string"},
-                                "resourceID": {"type": "string"},
-                                "resourceName": {"type": "string"},
-                                "extendParam": {"type": "object", "additionalProperties": {"type": "string"}},
-                                "subJobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-                            },
-                        },
-                        "status": {
-                            "type": "object",
-                            "properties": {
-                                "phase": {"type": "string", "enum": ["Pending", "Running", "Success", "Failed", "Deleting"]},
-                                "reason": {"type": "string"},
-                                "startTime": timestamp,
-                                "completionTime": timestamp,
-                            },
-                        },
-                    },
-                },
-                "FederationList": {
-                    "type": "object", "required": ["items", "total", "limit", "offset"],
-                    "properties": {
-                        "items": {"type": "array", "items": {"$ref": "#/components/schemas/FederationItem"}},
-                        "total": {"type": "integer"},
-                        "limit": {"type": "integer"},
-                        "offset": {"type": "integer"},
-                    },
-                },
-                "FederationItem": {
-                    "type": "object",
-                    "required": ["platformUuid", "platformName", "productType", "status", "healthStatus", "federation"],
-                    "properties": {
-                        "platformUuid": {"type": "string"},
-                        "platformName": {"type": "string"},
-                        "productType": {"type": "string"},
-                        "status": {"type": "string", "enum": ["federated", "federating", "failed", "unfederating"]},
-                        "healthStatus": {"type": "string", "enum": ["healthy", "unhealthy", "unknown"]},
-                        "federation": {
-                            "type": "object",
-                            "required": ["platformUuid", "productType", "metadata", "status"],
-                            "properties": {
-                                "uuid": {"type": "string"},
-                                "ssoConfigUuid": {"type": "string"},
-                                "ssoConfigName": {"type": "string"},
-                                "ssoClientUuid": {"type": "string"},
-                                "callbackUrl": {"type": "string"},
-                                "platformUuid": {"type": "string"},
-                                "productType": {"type": "string"},
-                                "metadata": {"type": "string", "description": "JSON-encoded extendParam of CreateNetworkResource"},
-                                "status": {"type": "string", "enum": ["success", "running", "pending", "failed", "deleting"]},
-                                "errorMessage": {"type": "string"},
-                                "federatedAt": {"type": "string", "format": "date-time"},
-                                "updatedAt": {"type": "string", "format": "date-time"},
-                            },
-                        },
-                    },
-                },
-            },
+            "schemas": schemas,
         },
     })
 }

@@ -1,15 +1,13 @@
 //! The JSON shapes clients depend on, built from a FederationEnablement's status.
 //!
-//! The progress route is wire-compatible with a cloud federation service's "Querying Federation
-//! Enabling Progress" API, the list route with its "ListFederationStatus" API. Absent values are
-//! omitted, never null.
-
-use std::collections::BTreeMap;
+//! The types are `federation-api`'s, shared with the clients that read them; this module builds
+//! them from the controller's view of an enablement.
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
-use serde::Serialize;
+
+pub use federation_api::wire::*;
 
 use crate::api::{
     FederationEnablement, FederationEnablementStatus, JobPhase, StepStatus, SubJobType,
@@ -17,100 +15,27 @@ use crate::api::{
 };
 use crate::job::CONDITION_DEGRADED;
 
-/// `2023-07-31 13:16:20.715779 +0000 UTC`: UTC, the fraction without trailing zeros, as Go's
-/// `time.Time.String()` prints it.
-pub fn go_time(ts: Timestamp) -> String {
-    let base = ts.strftime("%Y-%m-%d %H:%M:%S").to_string();
-    let nanos = ts.subsec_nanosecond();
-    if nanos == 0 {
-        format!("{base} +0000 UTC")
-    } else {
-        let fraction = format!("{nanos:09}");
-        format!("{base}.{} +0000 UTC", fraction.trim_end_matches('0'))
-    }
-}
+// Clients give up on a stream after three heartbeats of silence: they count on this one.
+const _: () = assert!(crate::http::stream::HEARTBEAT.as_nanos() == HEARTBEAT.as_nanos());
 
-/// `2026-01-15T08:00:00Z`: RFC 3339, UTC, whole seconds.
-pub fn rfc3339_seconds(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn go(time: &Option<MicroTime>) -> Option<String> {
-    time.as_ref().map(|t| go_time(t.0))
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProgressJob {
-    pub kind: &'static str,
-    pub api_version: &'static str,
-    pub metadata: JobMetadata,
-    pub spec: JobSpec,
-    pub status: JobStatus,
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct JobMetadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub creation_timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub update_timestamp: Option<String>,
-    pub annotations: Annotations,
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Annotations {
-    pub current_timestamp: String,
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct JobSpec {
-    #[serde(rename = "type")]
-    pub type_: String,
-    #[serde(rename = "federationUID", skip_serializing_if = "Option::is_none")]
-    pub federation_uid: Option<String>,
-    #[serde(rename = "resourceID", skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub extend_param: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub_jobs: Option<Vec<ProgressJob>>,
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct JobStatus {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub phase: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub completion_time: Option<String>,
+fn go(time: &Option<MicroTime>) -> Option<GoTime> {
+    time.as_ref().map(|t| GoTime(t.0))
 }
 
 fn step_job<T: std::fmt::Display>(
     step: &StepStatus<T>,
     federation_uid: &Option<String>,
-    now: &str,
+    now: GoTime,
 ) -> ProgressJob {
     ProgressJob {
-        kind: "Job",
-        api_version: "v3",
+        kind: JOB_KIND.to_string(),
+        api_version: JOB_API_VERSION.to_string(),
         metadata: JobMetadata {
             uid: Some(step.uid.clone()),
             creation_timestamp: go(&step.creation_time),
             update_timestamp: go(&step.update_time),
             annotations: Annotations {
-                current_timestamp: now.to_string(),
+                current_timestamp: Some(now),
             },
         },
         spec: JobSpec {
@@ -122,7 +47,7 @@ fn step_job<T: std::fmt::Display>(
             sub_jobs: None,
         },
         status: JobStatus {
-            phase: Some(step.phase.as_str()),
+            phase: Some(step.phase.as_str().to_string()),
             reason: step.reason.clone(),
             start_time: go(&step.start_time),
             completion_time: go(&step.completion_time),
@@ -132,17 +57,17 @@ fn step_job<T: std::fmt::Display>(
 
 /// The job of an enablement (its teardown while it is being deleted), as of `now`.
 pub fn progress(fe: &FederationEnablement, now: Timestamp) -> ProgressJob {
-    let now = go_time(now);
+    let now = GoTime(now);
     let status = fe.status.clone().unwrap_or_default();
     let federation_uid = fe.uid();
     let annotations = Annotations {
-        current_timestamp: now.clone(),
+        current_timestamp: Some(now),
     };
     let deleting = status.phase == Some(JobPhase::Deleting);
     let (type_, metadata, sub_jobs, job_status) =
         match status.teardown.as_ref().filter(|_| deleting) {
             Some(teardown) => (
-                "DeleteFederation",
+                TEARDOWN_JOB,
                 JobMetadata {
                     uid: Some(teardown.job_uid.clone()),
                     creation_timestamp: go(&teardown.creation_time),
@@ -152,17 +77,17 @@ pub fn progress(fe: &FederationEnablement, now: Timestamp) -> ProgressJob {
                 teardown
                     .steps
                     .iter()
-                    .map(|s| step_job(s, &federation_uid, &now))
+                    .map(|s| step_job(s, &federation_uid, now))
                     .collect(),
                 JobStatus {
-                    phase: Some(teardown.phase.as_str()),
+                    phase: Some(teardown.phase.as_str().to_string()),
                     reason: teardown.reason.clone(),
                     start_time: go(&teardown.start_time),
                     completion_time: go(&teardown.completion_time),
                 },
             ),
             None => (
-                "CreateFederationContainer",
+                ENABLE_JOB,
                 JobMetadata {
                     uid: status.job_uid.clone(),
                     creation_timestamp: go(&status.creation_time),
@@ -172,10 +97,10 @@ pub fn progress(fe: &FederationEnablement, now: Timestamp) -> ProgressJob {
                 SubJobType::ALL
                     .iter()
                     .filter_map(|t| status.sub_job(*t))
-                    .map(|s| step_job(s, &federation_uid, &now))
+                    .map(|s| step_job(s, &federation_uid, now))
                     .collect(),
                 JobStatus {
-                    phase: status.phase.map(JobPhase::as_str),
+                    phase: status.phase.map(|p| p.as_str().to_string()),
                     reason: status.reason.clone(),
                     start_time: go(&status.start_time),
                     completion_time: go(&status.completion_time),
@@ -183,8 +108,8 @@ pub fn progress(fe: &FederationEnablement, now: Timestamp) -> ProgressJob {
             ),
         };
     ProgressJob {
-        kind: "Job",
-        api_version: "v3",
+        kind: JOB_KIND.to_string(),
+        api_version: JOB_API_VERSION.to_string(),
         metadata,
         spec: JobSpec {
             type_: type_.to_string(),
@@ -196,53 +121,6 @@ pub fn progress(fe: &FederationEnablement, now: Timestamp) -> ProgressJob {
         },
         status: job_status,
     }
-}
-
-/// One item of the federation status list.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct FederationItem {
-    pub platform_uuid: String,
-    pub platform_name: String,
-    pub product_type: String,
-    pub status: &'static str,
-    pub health_status: &'static str,
-    pub federation: Federation,
-}
-
-#[derive(Serialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Federation {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sso_config_uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sso_config_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sso_client_uuid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub callback_url: Option<String>,
-    pub platform_uuid: String,
-    pub product_type: String,
-    /// CreateNetworkResource's `extendParam`, JSON-encoded (`"{}"` when none).
-    pub metadata: String,
-    pub status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub federated_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-}
-
-/// The page the list route answers.
-#[derive(Serialize, Debug, Clone, PartialEq)]
-pub struct FederationList {
-    pub items: Vec<FederationItem>,
-    pub total: usize,
-    pub limit: usize,
-    pub offset: usize,
 }
 
 /// `healthy` once federated and not Degraded, `unhealthy` when failed or Degraded, else
@@ -286,8 +164,9 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
             JobPhase::Pending | JobPhase::Running => "federating",
             JobPhase::Failed => "failed",
             JobPhase::Deleting => "unfederating",
-        },
-        health_status: health(&status),
+        }
+        .to_string(),
+        health_status: health(&status).to_string(),
         federation: Federation {
             uuid: status.job_uid.clone(),
             sso_config_uuid: sso.config_uuid,
@@ -303,7 +182,8 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
                 JobPhase::Pending => "pending",
                 JobPhase::Failed => "failed",
                 JobPhase::Deleting => "deleting",
-            },
+            }
+            .to_string(),
             error_message: (phase == JobPhase::Failed)
                 .then(|| status.message.clone())
                 .flatten(),
@@ -317,5 +197,29 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
                 .flatten(),
             updated_at: status.update_time.as_ref().map(|t| rfc3339_seconds(t.0)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_controller_and_its_clients_agree_on_valid_fleet_ids() {
+        for id in [
+            "fleet-a",
+            "a",
+            "0-9",
+            &"x".repeat(64),
+            "",
+            &"x".repeat(65),
+            "Fleet",
+            "f_1",
+            "é",
+        ] {
+            assert_eq!(
+                crate::http::valid_fleet_id(id),
+                federation_api::fleet::valid_cluster_group_id(id),
+                "{id:?}"
+            );
+        }
     }
 }

@@ -102,7 +102,7 @@ pub struct Platform {
     pub product_type: String,
 }
 
-pub(crate) fn default_product_type() -> String {
+pub fn default_product_type() -> String {
     "kubernetes".to_string()
 }
 

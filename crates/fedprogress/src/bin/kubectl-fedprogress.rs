@@ -1,10 +1,10 @@
-//! `kubectl fedprogress <fleet>`: the kubectl plugin form of `federation-controller progress`.
-//! kubectl runs any `kubectl-<name>` on PATH for `kubectl <name>`.
+//! `kubectl fedprogress <fleet>`: the terminal view as a kubectl plugin. kubectl runs any
+//! `kubectl-<name>` on PATH for `kubectl <name>`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use federation_controller::progress_view::{self, EXIT_CODES_HELP, ProgressArgs};
+use fedprogress::{EXIT_CODES_HELP, ProgressArgs};
 
 #[derive(Parser)]
 #[command(
@@ -21,5 +21,5 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    progress_view::run(Cli::parse().args).await
+    fedprogress::run(Cli::parse().args).await
 }

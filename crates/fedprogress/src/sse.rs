@@ -2,6 +2,12 @@
 //! progress route follows): `event:` and `data:` fields, comments, any line ending, and chunks
 //! that split a line or a character anywhere. A line or an event's data longer than the
 //! parser's limit is an error, so a stream that never ends a line cannot grow memory forever.
+//!
+//! Written here rather than taken from `eventsource-stream` (0.2.3, its latest): that crate
+//! caps neither a line nor an event's data, so a stream that never ends a line grows its buffer
+//! without bound; it parses its whole unfinished buffer again at each chunk, so a long line sent
+//! in small chunks costs quadratic time; and a byte that is not UTF-8 holds back everything
+//! after it until the stream ends, where this parser replaces it and goes on.
 
 use std::collections::VecDeque;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use federation_api::wire::{DeletedJob, ErrorBody, HEARTBEAT};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
@@ -16,7 +17,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde::Deserialize;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::model::{self, Update};
@@ -28,28 +28,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// For the answer's headers, and for the whole answer of a one-shot GET.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Three missed heartbeats: the stream is dead even if the socket is not closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3 * crate::http::stream::HEARTBEAT.as_secs());
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3 * HEARTBEAT.as_secs());
 /// Failed reconnections in a row before the watch gives up (backoff 1, 2, 4, 8, 16, 16... s).
 const RECONNECTS: u32 = 8;
 /// The most a one-shot answer, or a line or an event of the stream, may be.
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-/// `{"error_code", "error_msg"}`, the route's errors.
-#[derive(Deserialize)]
-struct ErrorBody {
-    error_code: String,
-    error_msg: String,
-}
-
-/// The data of a `deleted` event.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Gone {
-    resource_name: Option<String>,
-}
-
 #[derive(Clone)]
-pub struct Server {
+pub struct HttpSource {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     /// The URL as given, without a trailing `/`.
     base: String,
@@ -99,7 +85,7 @@ fn tls_config(https: bool, ca_file: Option<&Path>) -> Result<rustls::ClientConfi
         .with_no_client_auth())
 }
 
-impl Server {
+impl HttpSource {
     pub fn new(url: &str, token: Option<&Token>, ca_file: Option<&Path>) -> Result<Self, Error> {
         let uri: Uri = url
             .parse()
@@ -140,7 +126,7 @@ impl Server {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(Server {
+        Ok(HttpSource {
             client: Client::builder(TokioExecutor::new()).build(connector),
             base: url.trim_end_matches('/').to_string(),
             authorization,
@@ -229,8 +215,8 @@ impl Server {
     }
 
     /// The job now and at every change (`GET .../progress?watch=true`).
-    pub fn watch(&self, fleet: &str) -> ServerWatch {
-        ServerWatch {
+    pub fn watch(&self, fleet: &str) -> HttpWatch {
+        HttpWatch {
             server: self.clone(),
             fleet: fleet.to_string(),
             body: None,
@@ -267,10 +253,10 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Error> {
         })
 }
 
-/// A live event stream of one fleet's job. Every step of [`ServerWatch::next`] keeps its
+/// A live event stream of one fleet's job. Every step of [`HttpWatch::next`] keeps its
 /// state in the struct, so a caller may drop a pending call and make a new one.
-pub struct ServerWatch {
-    server: Server,
+pub struct HttpWatch {
+    server: HttpSource,
     fleet: String,
     body: Option<Incoming>,
     parser: SseParser,
@@ -282,7 +268,7 @@ pub struct ServerWatch {
     retry_at: Option<Instant>,
 }
 
-impl ServerWatch {
+impl HttpWatch {
     /// The next state of the job; `Deleted` when the enablement is gone.
     pub async fn next(&mut self) -> Result<Update, Error> {
         loop {
@@ -293,7 +279,7 @@ impl ServerWatch {
                         return model::from_wire(&self.fleet, &event.data);
                     }
                     "deleted" => {
-                        let name = serde_json::from_str::<Gone>(&event.data)
+                        let name = serde_json::from_str::<DeletedJob>(&event.data)
                             .ok()
                             .and_then(|gone| gone.resource_name);
                         return Err(Error::Deleted {

@@ -5,17 +5,14 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::ResourceExt;
-use serde::{Deserialize, Deserializer};
+use serde::de::DeserializeOwned;
 
 use super::{Error, Outcome};
-use crate::api::{
+use federation_api::enablement::{
     FederationEnablement, JobPhase, StepStatus, SubJobPhase, SubJobType, TeardownStepType,
 };
-
-/// `spec.type` of the job that enables federation.
-pub const ENABLE_JOB: &str = "CreateFederationContainer";
-/// `spec.type` of the teardown shown while an enablement is being deleted.
-pub const TEARDOWN_JOB: &str = "DeleteFederation";
+pub use federation_api::wire::{ENABLE_JOB, TEARDOWN_JOB};
+use federation_api::wire::{GoTime, JobStatus, ProgressJob};
 /// The reason of a job whose spec changed since the controller last wrote its status.
 pub const NOT_OBSERVED_YET: &str = "NotObservedYet";
 
@@ -267,98 +264,25 @@ pub fn from_enablement(fe: &FederationEnablement) -> JobView {
     }
 }
 
-/// Parses `2023-07-31 13:16:20.715779 +0000 UTC`, as the progress route writes times.
-pub fn parse_go_time(text: &str) -> Result<Timestamp, jiff::Error> {
-    let without_zone_name = text.strip_suffix(" UTC").unwrap_or(text);
-    jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S%.f %z", without_zone_name)?.to_timestamp()
-}
-
-fn go_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Timestamp>, D::Error> {
-    Option::<String>::deserialize(deserializer)?
-        .map(|text| {
-            parse_go_time(&text)
-                .map_err(|e| serde::de::Error::custom(format!("time {text:?}: {e}")))
-        })
-        .transpose()
-}
-
-/// The part of the progress route's answer the view needs (`src/http/wire.rs` writes it).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireJob {
-    #[serde(default)]
-    metadata: WireMetadata,
-    spec: WireSpec,
-    #[serde(default)]
-    status: WireStatus<JobPhase>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireStep {
-    spec: WireSpec,
-    status: WireStatus<SubJobPhase>,
-}
-
-#[derive(Deserialize, Default)]
-struct WireMetadata {
-    #[serde(default)]
-    annotations: WireAnnotations,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct WireAnnotations {
-    #[serde(default, deserialize_with = "go_time")]
-    current_timestamp: Option<Timestamp>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireSpec {
-    #[serde(rename = "type")]
-    type_: String,
-    #[serde(default)]
-    resource_name: Option<String>,
-    #[serde(default)]
-    sub_jobs: Vec<WireStep>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", bound(deserialize = "P: Deserialize<'de>"))]
-struct WireStatus<P> {
-    #[serde(default)]
-    phase: Option<P>,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default, deserialize_with = "go_time")]
-    start_time: Option<Timestamp>,
-    #[serde(default, deserialize_with = "go_time")]
-    completion_time: Option<Timestamp>,
-}
-
-impl<P> Default for WireStatus<P> {
-    fn default() -> Self {
-        WireStatus {
-            phase: None,
-            reason: None,
-            start_time: None,
-            completion_time: None,
-        }
-    }
-}
-
-/// The route says no messages.
-impl<P: Phase> From<WireStatus<P>> for Standing<P> {
-    fn from(status: WireStatus<P>) -> Self {
-        Standing {
-            phase: status.phase.unwrap_or(P::PENDING),
-            reason: status.reason,
-            message: None,
-            start: status.start_time,
-            completion: status.completion_time,
-        }
-    }
+/// The route says no messages. A phase the view does not know is a bad answer.
+fn standing_from_wire<P: Phase + DeserializeOwned>(
+    status: JobStatus,
+) -> Result<Standing<P>, Error> {
+    let phase = match status.phase {
+        None => P::PENDING,
+        Some(word) => serde_json::from_value(serde_json::Value::String(word)).map_err(|e| {
+            Error::BadAnswer {
+                detail: format!("the progress JSON: {e}"),
+            }
+        })?,
+    };
+    Ok(Standing {
+        phase,
+        reason: status.reason,
+        message: None,
+        start: status.start_time.map(|t| t.0),
+        completion: status.completion_time.map(|t| t.0),
+    })
 }
 
 /// The job in an answer of `GET /v1/clustergroups/{fleet}/federations/progress` (or the data of
@@ -368,30 +292,37 @@ impl<P: Phase> From<WireStatus<P>> for Standing<P> {
 /// earlier spec from a current one, so for the moment between a change of the spec and the
 /// controller acting on it, the view (and its exit code) is the previous run's.
 pub fn from_wire(fleet: &str, json: &str) -> Result<Update, Error> {
-    let job: WireJob = serde_json::from_str(json).map_err(|e| Error::BadAnswer {
+    let job: ProgressJob = serde_json::from_str(json).map_err(|e| Error::BadAnswer {
         detail: format!("the progress JSON: {e}"),
     })?;
     let steps = job
         .spec
         .sub_jobs
+        .unwrap_or_default()
         .into_iter()
-        .map(|step| StepView {
-            type_: step.spec.type_,
-            standing: step.status.into(),
-            attempts: None,
-            max_attempts: None,
+        .map(|step| {
+            Ok(StepView {
+                type_: step.spec.type_,
+                standing: standing_from_wire(step.status)?,
+                attempts: None,
+                max_attempts: None,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, Error>>()?;
     let order = step_order(&job.spec.type_);
     Ok(Update {
         job: JobView {
             fleet: fleet.to_string(),
             enablement: job.spec.resource_name.unwrap_or_default(),
-            standing: job.status.into(),
+            standing: standing_from_wire(job.status)?,
             steps: in_order(steps, &order),
             type_: job.spec.type_,
         },
-        server_now: job.metadata.annotations.current_timestamp,
+        server_now: job
+            .metadata
+            .annotations
+            .current_timestamp
+            .map(|t: GoTime| t.0),
     })
 }
 
@@ -440,7 +371,7 @@ pub(crate) mod fixtures {
 mod tests {
     use super::fixtures::ts;
     use super::*;
-    use crate::http::wire;
+    use federation_controller::http::wire;
     use serde_json::json;
 
     fn names(job: &JobView) -> Vec<&str> {
@@ -480,30 +411,6 @@ mod tests {
                 {"type": "InstallFederationChart", "uid": "u-i", "phase": "Pending"},
             ],
         })
-    }
-
-    #[test]
-    fn go_times_parse_with_and_without_a_fraction() {
-        assert_eq!(
-            parse_go_time("2023-07-31 13:16:20.715779 +0000 UTC").ok(),
-            Some(ts("2023-07-31T13:16:20.715779Z"))
-        );
-        assert_eq!(
-            parse_go_time("2026-01-15 08:00:00 +0000 UTC").ok(),
-            Some(ts("2026-01-15T08:00:00Z"))
-        );
-        assert!(parse_go_time("2026-01-15T08:00:00Z").is_err());
-    }
-
-    #[test]
-    fn go_time_is_the_inverse_of_what_the_progress_route_writes() {
-        for text in [
-            "2026-01-15T08:00:00Z",
-            "2026-01-15T08:00:00.1Z",
-            "2023-07-31T13:16:20.715779Z",
-        ] {
-            assert_eq!(parse_go_time(&wire::go_time(ts(text))).ok(), Some(ts(text)));
-        }
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! The arguments both commands share (`federation-controller progress`, `kubectl fedprogress`)
-//! and what a run does with them.
+//! The arguments of `kubectl fedprogress` and what a run does with them.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -8,14 +7,14 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 
-use super::cluster::{Cluster, ClusterWatch};
+use super::http_source::{HttpSource, HttpWatch};
+use super::kubernetes_source::{KubernetesSource, KubernetesWatch};
 use super::live::{self, Source, View};
 use super::model::{self, Update};
 use super::render;
-use super::server::{Server, ServerWatch};
 use super::{Error, Outcome};
 
-/// Shown under `--help` of both commands.
+/// Shown under `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    the job succeeded
@@ -86,15 +85,15 @@ pub struct ProgressArgs {
     pub context: Option<String>,
 }
 
-impl Source for ServerWatch {
+impl Source for HttpWatch {
     async fn next(&mut self) -> Result<Update, Error> {
-        ServerWatch::next(self).await
+        HttpWatch::next(self).await
     }
 }
 
-impl Source for ClusterWatch {
+impl Source for KubernetesWatch {
     async fn next(&mut self) -> Result<Update, Error> {
-        ClusterWatch::next(self).await
+        KubernetesWatch::next(self).await
     }
 }
 
@@ -118,12 +117,12 @@ fn outcome_now(job: &model::JobView) -> Outcome {
 }
 
 async fn view(args: &ProgressArgs) -> Result<Outcome, Error> {
-    if !crate::http::valid_fleet_id(&args.fleet) {
+    if !federation_api::fleet::valid_cluster_group_id(&args.fleet) {
         return Err(Error::InvalidFleet(args.fleet.clone()));
     }
     let fleet = args.fleet.as_str();
     if let Some(url) = &args.server {
-        let server = Server::new(
+        let server = HttpSource::new(
             url,
             args.token.as_ref(),
             args.certificate_authority.as_deref(),
@@ -136,7 +135,7 @@ async fn view(args: &ProgressArgs) -> Result<Outcome, Error> {
         View::lines(std::io::stdout()).show(&update.job, now)?;
         return Ok(outcome_now(&update.job));
     }
-    let cluster = Cluster::connect(args.context.as_deref()).await?;
+    let cluster = KubernetesSource::connect(args.context.as_deref()).await?;
     let fe = cluster.find(fleet, args.namespace.as_deref()).await?;
     let job = model::from_enablement(&fe);
     if args.watch {

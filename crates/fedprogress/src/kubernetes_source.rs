@@ -9,19 +9,19 @@ use kube::{Api, ResourceExt};
 
 use super::Error;
 use super::model::{self, Update};
-use crate::api::FederationEnablement;
-use crate::policy;
+use federation_api::enablement::FederationEnablement;
+use federation_api::fleet;
 
 /// Watch errors in a row (each after the watcher's backoff) before the view gives up.
 const WATCH_ERRORS: u32 = 5;
 
-pub struct Cluster {
+pub struct KubernetesSource {
     client: kube::Client,
 }
 
-impl Cluster {
+impl KubernetesSource {
     pub fn new(client: kube::Client) -> Self {
-        Cluster { client }
+        KubernetesSource { client }
     }
 
     /// The kubeconfig's current context (or `context`), else the pod's service account.
@@ -37,7 +37,7 @@ impl Cluster {
             .map_err(|e| no_cluster(&e))?,
         };
         let client = kube::Client::try_from(config).map_err(|e| no_cluster(&e))?;
-        Ok(Cluster::new(client))
+        Ok(KubernetesSource::new(client))
     }
 
     async fn list(&self, namespace: Option<&str>) -> Result<Vec<FederationEnablement>, Error> {
@@ -87,7 +87,7 @@ impl Cluster {
                 Err(error) => return Err(error),
             },
         };
-        policy::fleet_owner(fleet, &items)
+        fleet::fleet_owner(fleet, &items)
             .cloned()
             .ok_or_else(|| Error::NotFound {
                 fleet: fleet.to_string(),
@@ -96,11 +96,11 @@ impl Cluster {
     }
 
     /// Follows `fe` from now on.
-    pub fn watch(&self, fe: &FederationEnablement) -> ClusterWatch {
+    pub fn watch(&self, fe: &FederationEnablement) -> KubernetesWatch {
         let namespace = fe.namespace().unwrap_or_default();
         let api: Api<FederationEnablement> = Api::namespaced(self.client.clone(), &namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={}", fe.name_any()));
-        ClusterWatch {
+        KubernetesWatch {
             events: watcher(api, config).default_backoff().boxed(),
             following: Following::new(
                 fe.uid(),
@@ -112,12 +112,12 @@ impl Cluster {
 
 /// A watch of one enablement, by name; an object of that name with another uid is a new
 /// enablement, so this one counts as deleted.
-pub struct ClusterWatch {
+pub struct KubernetesWatch {
     events: BoxStream<'static, Result<watcher::Event<FederationEnablement>, watcher::Error>>,
     following: Following,
 }
 
-impl ClusterWatch {
+impl KubernetesWatch {
     /// The next state of the job; `Deleted` when the enablement is gone.
     pub async fn next(&mut self) -> Result<Update, Error> {
         loop {
@@ -205,7 +205,7 @@ impl Following {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::JobPhase;
+    use federation_api::enablement::JobPhase;
     use serde_json::json;
 
     fn enablement(uid: &str, phase: &str) -> FederationEnablement {

@@ -17,7 +17,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 
 use super::model::{JobView, Phase, Standing, StepView};
-use crate::api::SubJobPhase;
+use federation_api::enablement::SubJobPhase;
 
 /// How a step's line starts; the live view draws `Running` as a spinner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,9 +270,9 @@ impl fmt::Display for Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::JobPhase;
-    use crate::progress_view::model::TEARDOWN_JOB;
-    use crate::progress_view::model::fixtures::{job, step, ts};
+    use crate::model::TEARDOWN_JOB;
+    use crate::model::fixtures::{job, step, ts};
+    use federation_api::enablement::JobPhase;
 
     fn running() -> JobView {
         let mut node = step("CreateNode", SubJobPhase::Success);

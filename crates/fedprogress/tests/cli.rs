@@ -1,10 +1,12 @@
-//! The terminal view (`federation-controller progress`, `kubectl fedprogress`) run as a binary
-//! against an in-process HTTP API: the crate's router over a hand-fed cache, behind a small
-//! layer that records each request (and can demand a token or cut a stream short).
+//! The terminal view (`kubectl fedprogress`) run as a binary against an in-process HTTP API:
+//! the controller's router over a hand-fed cache, behind a small layer that records each
+//! request (and can demand a token or cut a stream short).
 //!
 //! The server's clock is fixed at 2026-01-15 08:00:00 UTC, so durations are exact. With stdout
 //! a pipe, the view prints the tree again at each change, which the tests read line by line.
 
+// The controller's test support (a clock, a fake API server), shared rather than copied.
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
@@ -21,13 +23,12 @@ use axum::response::{IntoResponse, Response};
 use federation_controller::api::FederationEnablement;
 use federation_controller::http::{AppState, Authorizer, FederationCache, router};
 use federation_controller::metrics::Metrics;
-use federation_controller::progress_view::cluster::Cluster;
+use fedprogress::kubernetes_source::KubernetesSource;
 use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event as WatchEvent;
 use serde_json::{Value, json};
 
-const PROGRESS: &str = env!("CARGO_BIN_EXE_federation-controller");
 const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-fedprogress");
 const TOKEN: &str = "s3cret-t0ken-value";
 const WAIT: Duration = Duration::from_secs(30);
@@ -322,9 +323,7 @@ fn progress(args: &[&str]) -> (i32, String, String) {
 }
 
 fn progress_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut all = vec!["progress"];
-    all.extend_from_slice(args);
-    Run::start(PROGRESS, &all, env).finish()
+    Run::start(PLUGIN, args, env).finish()
 }
 
 const RUNNING_TREE: &str = "\
@@ -406,11 +405,11 @@ fn while_deleting_the_teardown_is_shown() {
     );
 }
 
-/// `progress fleet-a --watch` against `server`.
+/// `kubectl fedprogress fleet-a --watch` against `server`.
 fn watch(server: &Server) -> Run {
     Run::start(
-        PROGRESS,
-        &["progress", "fleet-a", "--server", &server.url, "--watch"],
+        PLUGIN,
+        &["fleet-a", "--server", &server.url, "--watch"],
         &[],
     )
 }
@@ -666,10 +665,7 @@ fn the_kubectl_plugin_takes_the_same_arguments_and_shows_the_same_tree() {
 
 #[test]
 fn help_documents_the_exit_codes() {
-    for (binary, args) in [
-        (PROGRESS, &["progress", "--help"][..]),
-        (PLUGIN, &["--help"][..]),
-    ] {
+    for (binary, args) in [(PLUGIN, &["--help"][..])] {
         let (code, stdout, _) = Run::start(binary, args, &[]).finish();
         assert_eq!(code, 0);
         for line in [
@@ -762,7 +758,7 @@ async fn without_a_namespace_the_fleets_owner_is_found_in_any_namespace() {
     api.insert(stored("team-b", "newer", "fleet-x", "2026-01-15T08:00:00Z"));
     api.insert(stored("team-a", "older", "fleet-x", "2026-01-14T08:00:00Z"));
     api.insert(stored("team-a", "other", "fleet-y", "2026-01-13T08:00:00Z"));
-    let found = Cluster::new(api.client())
+    let found = KubernetesSource::new(api.client())
         .find("fleet-x", None)
         .await
         .expect("found");
@@ -778,7 +774,7 @@ async fn with_a_namespace_only_that_namespace_is_searched() {
     let api = support::FakeApiServer::new();
     api.insert(stored("team-a", "older", "fleet-x", "2026-01-14T08:00:00Z"));
     api.insert(stored("team-b", "newer", "fleet-x", "2026-01-15T08:00:00Z"));
-    let found = Cluster::new(api.client())
+    let found = KubernetesSource::new(api.client())
         .find("fleet-x", Some("team-b"))
         .await
         .expect("found");
@@ -794,7 +790,7 @@ async fn when_listing_all_namespaces_is_forbidden_the_kubeconfigs_namespace_is_s
     let api = support::FakeApiServer::new();
     api.fail(http::Method::GET, ALL_ENABLEMENTS, 403);
     api.insert(stored("default", "mine", "fleet-x", "2026-01-15T08:00:00Z"));
-    let found = Cluster::new(api.client())
+    let found = KubernetesSource::new(api.client())
         .find("fleet-x", None)
         .await
         .expect("found");
@@ -813,7 +809,7 @@ async fn when_listing_all_namespaces_is_forbidden_the_kubeconfigs_namespace_is_s
 async fn not_found_says_what_was_searched_and_why() {
     let api = support::FakeApiServer::new();
     api.fail(http::Method::GET, ALL_ENABLEMENTS, 403);
-    let error = Cluster::new(api.client())
+    let error = KubernetesSource::new(api.client())
         .find("fleet-x", None)
         .await
         .expect_err("nothing to find");

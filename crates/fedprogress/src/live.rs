@@ -229,8 +229,8 @@ pub(super) async fn follow<S: Source, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{JobPhase, SubJobPhase};
-    use crate::progress_view::model::fixtures::{self, ts};
+    use crate::model::fixtures::{self, ts};
+    use federation_api::enablement::{JobPhase, SubJobPhase};
 
     /// Steps `Step0`, `Step1`... in these phases.
     fn job(phases: &[SubJobPhase]) -> JobView {

@@ -1,18 +1,18 @@
-//! The terminal view of a fleet's job (`federation-controller progress`, `kubectl fedprogress`):
-//! the job as a tree of subjobs with phases, durations and reasons, once or live until it ends.
+//! The terminal view of a fleet's job (`kubectl fedprogress`): the job as a tree of subjobs
+//! with phases, durations and reasons, once or live until it ends.
 //!
-//! Two sources, one view: the controller's HTTP progress route (`--server`, its event stream
-//! for `--watch`) or the FederationEnablement itself, read and watched through the user's
-//! kubeconfig. Both become a [`model::JobView`], which [`render`] turns into lines as of an
-//! injected `now`; [`live`] draws it with progress bars on a terminal, or prints it again at
-//! each change when stdout is a pipe or a log.
+//! Two sources, one view: the controller's HTTP progress route (`http_source`: `--server`, its
+//! event stream for `--watch`) or the FederationEnablement itself, read and watched through the
+//! user's kubeconfig ([`kubernetes_source`]). Both become a [`model::JobView`], which [`render`]
+//! turns into lines as of an injected `now`; `live` draws it with progress bars on a terminal,
+//! or prints it again at each change when stdout is a pipe or a log.
 
 mod cli;
-pub mod cluster;
+mod http_source;
+pub mod kubernetes_source;
 mod live;
 pub mod model;
 pub mod render;
-mod server;
 mod sse;
 
 use std::path::PathBuf;

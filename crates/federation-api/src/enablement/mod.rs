@@ -1,0 +1,37 @@
+//! The `FederationEnablement` custom resource: spec, status and the names clients depend on.
+//!
+//! The CRD under `crds/` is generated from these types (`federation-controller crd`).
+
+mod spec;
+mod status;
+
+pub use spec::*;
+pub use status::*;
+
+/// API group of every resource this controller defines.
+pub const GROUP: &str = "federation.fleet.dev";
+/// Finalizer that keeps an enablement until its teardown has finished.
+pub const FINALIZER: &str = "federation.fleet.dev/cleanup";
+/// Annotation whose new value asks the controller to retry a failed job.
+pub const RETRY_ANNOTATION: &str = "federation.fleet.dev/retry";
+/// Annotation on a namespace the controller created; its value is the enablement's uid.
+pub const CREATED_BY_ANNOTATION: &str = "federation.fleet.dev/created-by";
+/// Node label that reserves a node for one enablement's control plane; the value is its uid.
+pub const CONTROL_PLANE_NODE_LABEL: &str = "federation.fleet.dev/control-plane";
+/// Label naming the enablement that owns an object.
+pub const ENABLEMENT_LABEL: &str = "federation.fleet.dev/enablement";
+/// Label naming the namespace of the enablement that owns an object.
+pub const ENABLEMENT_NAMESPACE_LABEL: &str = "federation.fleet.dev/enablement-namespace";
+/// Label naming the subjob (or teardown step) that created an object.
+pub const SUBJOB_LABEL: &str = "federation.fleet.dev/subjob";
+/// The standard managed-by label and the value this controller writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "federation-controller";
+
+/// Key of `extendParam` that holds the load balancer id.
+pub const EXTEND_PARAM_ELB_ID: &str = "JobExtendParamKeyElbID";
+/// Key of `extendParam` that holds the federation API server endpoint (`host:port`).
+pub const EXTEND_PARAM_ENDPOINT: &str = "JobExtendParamKeyEndpoint";
+
+/// Longest `metadata.name` the CRD accepts, so that every derived name stays within 63 characters.
+pub const MAX_NAME_LEN: usize = 40;
