@@ -40,11 +40,11 @@ pub(super) trait Machine: Sync {
         observations: &BTreeMap<Self::Step, Observation>,
     ) -> Decision;
 
-    fn execute<'a>(
-        &'a self,
-        status: &'a FederationEnablementStatus,
+    /// Carries out commands; what the executors need comes in them, never from the status.
+    fn execute(
+        &self,
         commands: Vec<Command>,
-    ) -> BoxFuture<'a, Result<BTreeMap<Self::Step, Observation>, Error>>;
+    ) -> BoxFuture<'_, Result<BTreeMap<Self::Step, Observation>, Error>>;
 }
 
 /// Carries out the machine's commands and feeds what they observed back to it, until it asks
@@ -79,7 +79,7 @@ pub(super) async fn drive<M: Machine>(
         if commands.is_empty() {
             break;
         }
-        observations = machine.execute(&driven.status, commands).await?;
+        observations = machine.execute(commands).await?;
     }
     Ok(driven)
 }
@@ -124,11 +124,10 @@ impl Machine for JobMachine<'_> {
         job::decide(&input, status, observations, &mut || (self.ctx.new_uid)())
     }
 
-    fn execute<'a>(
-        &'a self,
-        status: &'a FederationEnablementStatus,
+    fn execute(
+        &self,
         commands: Vec<Command>,
-    ) -> BoxFuture<'a, Result<BTreeMap<SubJobType, Observation>, Error>> {
+    ) -> BoxFuture<'_, Result<BTreeMap<SubJobType, Observation>, Error>> {
         Box::pin(async move {
             let (ctx, fe) = (self.ctx, self.fe);
             let mut runs = Vec::new();
@@ -139,19 +138,27 @@ impl Machine for JobMachine<'_> {
                             ensure_namespace(ctx, fe, &self.control_plane_namespace, true).await?;
                         *self.namespace.lock().unwrap_or_else(|e| e.into_inner()) = state;
                     }
-                    Command::Run { sub_job, mode, .. } => runs.push((sub_job, mode)),
+                    Command::Run { sub_job, mode, .. } => runs.push((sub_job, mode, command)),
                     Command::Undo { step, .. } => {
                         warn!(%step, "a job run asked for a teardown step")
                     }
                 }
             }
-            let sub_ctx = subjobs::Context::new(fe, status, &ctx.settings, false, ctx.clock.now());
-            let sub_ctx = &sub_ctx;
-            let observed = future::join_all(runs.into_iter().map(|(sub_job, mode)| async move {
-                let executor = ctx.executors.get(sub_job);
-                (sub_job, observe(executor.run(sub_ctx, mode).await, sub_job))
-            }))
-            .await;
+            let now = ctx.clock.now();
+            let observed =
+                future::join_all(runs.iter().map(|(sub_job, mode, command)| async move {
+                    let sub_ctx = subjobs::Context::for_command(fe, &ctx.settings, command, now);
+                    let executor = ctx.executors.get(*sub_job);
+                    let result = match &sub_ctx {
+                        Some(sub_ctx) => executor.run(sub_ctx, *mode).await,
+                        None => Ok(Observation::failed(
+                            reasons::API_ERROR,
+                            "no executor context",
+                        )),
+                    };
+                    (*sub_job, observe(result, sub_job))
+                }))
+                .await;
             Ok(observed.into_iter().collect())
         })
     }
@@ -184,35 +191,24 @@ impl Machine for TeardownMachine<'_> {
         job::decide_teardown(&input, status, observations, &mut || (self.ctx.new_uid)())
     }
 
-    fn execute<'a>(
-        &'a self,
-        status: &'a FederationEnablementStatus,
+    fn execute(
+        &self,
         commands: Vec<Command>,
-    ) -> BoxFuture<'a, Result<BTreeMap<TeardownStepType, Observation>, Error>> {
+    ) -> BoxFuture<'_, Result<BTreeMap<TeardownStepType, Observation>, Error>> {
         Box::pin(async move {
             let ctx = self.ctx;
             let mut observed = BTreeMap::new();
-            for command in commands {
-                let Command::Undo {
-                    step,
-                    attempt,
-                    own_namespace_terminating,
-                    ..
-                } = command
-                else {
+            for command in &commands {
+                let (Command::Undo { step, attempt, .. }, Some(sub_ctx)) = (
+                    command,
+                    subjobs::Context::for_command(self.fe, &ctx.settings, command, ctx.clock.now()),
+                ) else {
                     warn!(?command, "a teardown asked for a job command");
                     continue;
                 };
-                let sub_ctx = subjobs::Context::new(
-                    self.fe,
-                    status,
-                    &ctx.settings,
-                    own_namespace_terminating,
-                    ctx.clock.now(),
-                );
                 let executor = ctx.executors.get(step.undoes());
-                let observation = observe(executor.teardown(&sub_ctx, attempt).await, step);
-                observed.insert(step, observation);
+                let observation = observe(executor.teardown(&sub_ctx, *attempt).await, step);
+                observed.insert(*step, observation);
             }
             Ok(observed)
         })

@@ -110,6 +110,31 @@ pub enum Mode {
     Maintain,
 }
 
+/// What an executor knows of the run it works for. The state machine takes it from the status,
+/// so that no executor reads the status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFacts {
+    /// The job run's uid (the teardown's own uid for a teardown step): it names the helm Jobs.
+    pub job_uid: String,
+    /// The hash of the spec the run is for, labelled on what it creates.
+    pub spec_hash: String,
+    /// `host:port` of the federation API server, once CreateNetworkResource found it.
+    pub endpoint: Option<String>,
+}
+
+impl RunFacts {
+    fn of(status: &FederationEnablementStatus, job_uid: Option<&str>) -> Self {
+        RunFacts {
+            job_uid: job_uid
+                .or(status.job_uid.as_deref())
+                .unwrap_or_default()
+                .to_string(),
+            spec_hash: status.spec_hash.clone().unwrap_or_default(),
+            endpoint: status.endpoint().map(str::to_string),
+        }
+    }
+}
+
 /// What the controller carries out for the state machine. Each command carries what its
 /// executor needs, so no executor decides anything from the status.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +149,7 @@ pub enum Command {
         mode: Mode,
         started_at: Timestamp,
         deadline: Timestamp,
+        facts: RunFacts,
     },
     /// Run a teardown step's executor.
     Undo {
@@ -131,8 +157,12 @@ pub enum Command {
         attempt: i32,
         started_at: Timestamp,
         deadline: Timestamp,
+        facts: RunFacts,
         /// The enablement's own namespace is being deleted: nothing can be created in it.
         own_namespace_terminating: bool,
+        /// The step's subjob started at least once in the current run, so something it makes
+        /// (a helm release, say) may exist.
+        work_may_exist: bool,
     },
 }
 

@@ -13,7 +13,8 @@ use super::conditions::{self, MaintenanceRound};
 use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
 use super::{
-    Blocked, Command, Decision, Mode, Observation, Transition, monotonic_now, reasons, spec_hash,
+    Blocked, Command, Decision, Mode, Observation, RunFacts, Transition, monotonic_now, reasons,
+    spec_hash,
 };
 use crate::api::{
     FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
@@ -142,8 +143,13 @@ impl<'a> Round<'a> {
             let type_ = sub_job.type_;
             let (extend_param, problem) = match observations.get(&type_) {
                 None => {
-                    self.commands
-                        .push(run_command(type_, Mode::Maintain, self.now, self.timeout));
+                    self.commands.push(Command::Run {
+                        sub_job: type_,
+                        mode: Mode::Maintain,
+                        started_at: self.now,
+                        deadline: step::deadline(self.now, self.timeout),
+                        facts: RunFacts::default(),
+                    });
                     continue;
                 }
                 Some(Observation::Succeeded { extend_param, .. }) => (Some(extend_param), None),
@@ -296,6 +302,12 @@ impl<'a> Round<'a> {
             self.now,
         );
         self.commands.sort_by_key(Command::order);
+        let run_facts = RunFacts::of(&self.status, None);
+        for command in &mut self.commands {
+            if let Command::Run { facts, .. } = command {
+                *facts = run_facts.clone();
+            }
+        }
         Decision {
             status: self.status,
             commands: self.commands,
@@ -312,25 +324,12 @@ fn attempt_command(sub_job: &crate::api::SubJobStatus, timeout: Duration) -> Com
         .attempt_start_time
         .as_ref()
         .map_or(Timestamp::MIN, |t| t.0);
-    run_command(
-        sub_job.type_,
-        Mode::Attempt(sub_job.attempts),
-        started_at,
-        timeout,
-    )
-}
-
-fn run_command(
-    sub_job: SubJobType,
-    mode: Mode,
-    started_at: Timestamp,
-    timeout: Duration,
-) -> Command {
     Command::Run {
-        sub_job,
-        mode,
+        sub_job: sub_job.type_,
+        mode: Mode::Attempt(sub_job.attempts),
         started_at,
         deadline: step::deadline(started_at, timeout),
+        facts: RunFacts::default(),
     }
 }
 

@@ -8,7 +8,9 @@ use jiff::Timestamp;
 
 use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
-use super::{Command, Decision, Observation, Transition, conditions, joined_running, reasons};
+use super::{
+    Command, Decision, Observation, RunFacts, Transition, conditions, joined_running, reasons,
+};
 use crate::api::{
     FederationEnablementStatus, JobPhase, SubJobPhase, TeardownStatus, TeardownStepType,
 };
@@ -75,12 +77,18 @@ pub fn decide_teardown(
                 .iter()
                 .find(|s| s.type_ == type_)?;
             let started_at = step.attempt_start_time.as_ref().map_or(now, |t| t.0);
+            let teardown_uid = status.teardown.as_ref().map(|t| t.job_uid.as_str());
+            let work_may_exist = status
+                .sub_job(type_.undoes())
+                .is_some_and(|s| s.attempts > 0 || s.start_time.is_some());
             Some(Command::Undo {
                 step: type_,
                 attempt: step.attempts,
                 started_at,
                 deadline: step::deadline(started_at, input.timeout),
+                facts: RunFacts::of(&status, teardown_uid),
                 own_namespace_terminating: input.own_namespace_terminating,
+                work_may_exist,
             })
         })
         .into_iter()

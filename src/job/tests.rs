@@ -760,11 +760,17 @@ fn commands_carry_the_attempt_start_and_deadline() {
     h.spec.sub_job_timeout_seconds = 60;
     h.step(t0(), &[]);
     let d = h.step(at(10), &[]);
+    let facts = RunFacts {
+        job_uid: h.status.job_uid.clone().expect("a run"),
+        spec_hash: spec_hash(&h.spec),
+        endpoint: None,
+    };
     assert!(d.commands.contains(&Command::Run {
         sub_job: CreateNode,
         mode: Mode::Attempt(1),
         started_at: t0(),
         deadline: at(60),
+        facts,
     }));
 }
 

@@ -26,10 +26,8 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::api::{
-    FederationEnablement, FederationEnablementSpec, FederationEnablementStatus, SubJobType,
-};
-use crate::job::{Mode, Observation};
+use crate::api::{FederationEnablement, FederationEnablementSpec, SubJobType};
+use crate::job::{Command, Mode, Observation, RunFacts};
 
 pub use control_plane_namespace::{NamespaceState, ensure_control_plane_namespace};
 
@@ -103,40 +101,90 @@ pub struct Settings {
     pub default_runner_image: String,
 }
 
-/// Everything an executor knows about the enablement it works for.
+/// Everything an executor knows about the enablement it works for and the command it carries
+/// out. It holds no status: what the executors need of it comes in the command.
 pub struct Context<'a> {
     pub enablement: &'a FederationEnablement,
     pub name: &'a str,
     pub namespace: &'a str,
     pub uid: &'a str,
     pub spec: &'a FederationEnablementSpec,
-    /// The status as the state machine decided it so far in this reconcile.
-    pub status: &'a FederationEnablementStatus,
+    /// The run this work belongs to.
+    pub run: &'a RunFacts,
     pub settings: &'a Settings,
+    /// When the attempt being carried out started, and when it times out.
+    pub started_at: Timestamp,
+    pub deadline: Timestamp,
     /// The enablement's own namespace is being deleted: nothing can be created in it.
     pub own_namespace_terminating: bool,
+    /// For a teardown step: what its subjob makes may exist (it started in this run).
+    pub work_may_exist: bool,
     pub now: Timestamp,
 }
 
 impl<'a> Context<'a> {
-    /// The context of `enablement`, whose name, namespace and uid it borrows.
+    /// The context of a subjob or teardown command; None for a command no executor runs.
+    pub fn for_command(
+        enablement: &'a FederationEnablement,
+        settings: &'a Settings,
+        command: &'a Command,
+        now: Timestamp,
+    ) -> Option<Self> {
+        let (run, started_at, deadline, terminating, work_may_exist) = match command {
+            Command::Run {
+                started_at,
+                deadline,
+                facts,
+                ..
+            } => (facts, *started_at, *deadline, false, true),
+            Command::Undo {
+                started_at,
+                deadline,
+                facts,
+                own_namespace_terminating,
+                work_may_exist,
+                ..
+            } => (
+                facts,
+                *started_at,
+                *deadline,
+                *own_namespace_terminating,
+                *work_may_exist,
+            ),
+            Command::EnsureNamespace => return None,
+        };
+        let mut ctx = Context::new(enablement, run, settings, now);
+        ctx.started_at = started_at;
+        ctx.deadline = deadline;
+        ctx.own_namespace_terminating = terminating;
+        ctx.work_may_exist = work_may_exist;
+        Some(ctx)
+    }
+
+    /// The context of `enablement` for an attempt that starts `now`, with the spec's timeout
+    /// (tests; the controller uses [`Context::for_command`]).
     pub fn new(
         enablement: &'a FederationEnablement,
-        status: &'a FederationEnablementStatus,
+        run: &'a RunFacts,
         settings: &'a Settings,
-        own_namespace_terminating: bool,
         now: Timestamp,
     ) -> Self {
         let meta = &enablement.metadata;
+        let timeout = crate::job::sub_job_timeout(&enablement.spec);
         Context {
             enablement,
             name: meta.name.as_deref().unwrap_or_default(),
             namespace: meta.namespace.as_deref().unwrap_or_default(),
             uid: meta.uid.as_deref().unwrap_or_default(),
             spec: &enablement.spec,
-            status,
+            run,
             settings,
-            own_namespace_terminating,
+            started_at: now,
+            deadline: now
+                .saturating_add(jiff::SignedDuration::try_from(timeout).unwrap_or_default())
+                .unwrap_or(now),
+            own_namespace_terminating: false,
+            work_may_exist: true,
             now,
         }
     }
@@ -151,7 +199,14 @@ impl<'a> Context<'a> {
     }
 
     pub fn job_uid(&self) -> &'a str {
-        self.status.job_uid.as_deref().unwrap_or("")
+        &self.run.job_uid
+    }
+
+    /// Whole seconds left before the attempt times out (at least one).
+    pub fn remaining_seconds(&self) -> i64 {
+        crate::job::elapsed_between(self.now, self.deadline)
+            .as_secs()
+            .max(1) as i64
     }
 }
 

@@ -56,7 +56,7 @@ pub fn metadata(
         labels: Some(labels(ctx, sub_job)),
         annotations: Some(BTreeMap::from([(
             SPEC_HASH_ANNOTATION.to_string(),
-            ctx.status.spec_hash.clone().unwrap_or_default(),
+            ctx.run.spec_hash.clone(),
         )])),
         owner_references: owner.map(|o| vec![o]),
         ..ObjectMeta::default()

@@ -66,15 +66,8 @@ impl SimulatedExecutor {
                 ),
             );
         }
-        let started = ctx
-            .status
-            .sub_job(self.sub_job)
-            .and_then(|s| s.attempt_start_time.as_ref())
-            .map(|t| t.0);
         let delay = self.config.delay(self.sub_job);
-        let elapsed = started
-            .map(|s| crate::job::elapsed_between(s, ctx.now))
-            .unwrap_or(delay);
+        let elapsed = crate::job::elapsed_between(ctx.started_at, ctx.now);
         if mode != Mode::Maintain && elapsed < delay {
             return Observation::progressing(
                 reasons::SIMULATING,

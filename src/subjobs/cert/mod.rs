@@ -27,7 +27,7 @@ use crate::job::{Mode, Observation, reasons};
 
 /// endpoint (the endpoint host must be in the certificate).
 pub fn cert_request(ctx: &Context<'_>) -> Option<CertRequest> {
-    let host = endpoint_host(ctx.status.endpoint()?)?;
+    let host = endpoint_host(ctx.run.endpoint.as_deref()?)?;
     let service = names::service(ctx.name);
     let sans = desired_sans(
         &service,
@@ -147,10 +147,8 @@ mod tests {
 
     use super::pki::tests::{days, sans_of_pem, t0};
     use super::*;
-    use crate::api::{
-        EXTEND_PARAM_ENDPOINT, FederationEnablement, FederationEnablementSpec,
-        FederationEnablementStatus,
-    };
+    use crate::api::{FederationEnablement, FederationEnablementSpec};
+    use crate::job::RunFacts;
     use crate::subjobs::Settings;
     use crate::testing::{Call, FakeApiServer};
 
@@ -170,7 +168,7 @@ mod tests {
         server: FakeApiServer,
         executor: CertExecutor,
         enablement: FederationEnablement,
-        status: FederationEnablementStatus,
+        run: RunFacts,
         settings: Settings,
     }
 
@@ -186,20 +184,17 @@ mod tests {
             let mut enablement = FederationEnablement::new(NAME, spec);
             enablement.metadata.namespace = Some(NAMESPACE.to_string());
             enablement.metadata.uid = Some(UID.to_string());
-            let extend_param = endpoint.map_or(json!({}), |e| json!({EXTEND_PARAM_ENDPOINT: e}));
-            let status = serde_json::from_value(json!({
-                "jobUID": "job-1",
-                "specHash": "hash-1",
-                "subJobs": [{"type": "CreateNetworkResource", "uid": "s-1", "phase": "Success",
-                    "extendParam": extend_param}],
-            }))
-            .expect("status");
+            let run = RunFacts {
+                job_uid: "job-1".to_string(),
+                spec_hash: "hash-1".to_string(),
+                endpoint: endpoint.map(str::to_string),
+            };
             let server = FakeApiServer::new();
             Harness {
                 executor: CertExecutor::new(server.client()),
                 server,
                 enablement,
-                status,
+                run,
                 settings: Settings {
                     default_runner_image: "runner:1".to_string(),
                 },
@@ -207,7 +202,7 @@ mod tests {
         }
 
         fn ctx(&self, now: Timestamp) -> Context<'_> {
-            Context::new(&self.enablement, &self.status, &self.settings, false, now)
+            Context::new(&self.enablement, &self.run, &self.settings, now)
         }
 
         async fn run(&self, now: Timestamp, mode: Mode) -> Observation {

@@ -50,7 +50,7 @@ pub fn chart_values(ctx: &Context<'_>) -> Map<String, Value> {
         "replicas": ctx.spec.control_plane.replicas,
         "nodeSelector": {CONTROL_PLANE_NODE_LABEL: ctx.uid},
     });
-    if let Some(endpoint) = ctx.status.endpoint() {
+    if let Some(endpoint) = ctx.run.endpoint.as_deref() {
         federation["endpoint"] = json!(endpoint);
     }
     merge_into(&mut values, "federation", federation);
@@ -252,17 +252,12 @@ impl ChartExecutor {
             // Jobs are not repaired: the release was installed; its identity and values are.
             return Ok(Observation::succeeded_with("chart installed"));
         };
-        let attempt_started = ctx
-            .status
-            .sub_job(SUB_JOB)
-            .and_then(|s| s.attempt_start_time.as_ref())
-            .map(|t| t.0);
         let name = names::install_job(ctx.name, ctx.job_uid(), attempt);
         let desired = desired_job(
             ctx,
             Operation::Install,
             name,
-            remaining_seconds(ctx, attempt_started),
+            ctx.remaining_seconds(),
             with_credentials,
         );
         let name = desired.name_any();
@@ -319,29 +314,14 @@ impl ChartExecutor {
     }
 
     async fn uninstall(&self, ctx: &Context<'_>, attempt: i32) -> Result<Observation> {
-        let never_started = ctx
-            .status
-            .sub_job(SUB_JOB)
-            .is_none_or(|s| s.attempts == 0 && s.start_time.is_none());
+        let never_started = !ctx.work_may_exist;
         let namespace_gone = ctx.control_plane_is_local() && ctx.own_namespace_terminating;
         if !never_started && !namespace_gone {
-            let teardown_uid = ctx
-                .status
-                .teardown
-                .as_ref()
-                .map_or("", |t| t.job_uid.as_str());
-            let started = ctx
-                .status
-                .teardown
-                .as_ref()
-                .and_then(|t| t.steps.first())
-                .and_then(|s| s.attempt_start_time.as_ref())
-                .map(|t| t.0);
             let desired = desired_job(
                 ctx,
                 Operation::Uninstall,
-                names::uninstall_job(ctx.name, teardown_uid, attempt),
-                remaining_seconds(ctx, started),
+                names::uninstall_job(ctx.name, ctx.job_uid(), attempt),
+                ctx.remaining_seconds(),
                 false,
             );
             let existing = self.get_job(ctx, &desired).await?;
@@ -419,7 +399,8 @@ impl SubJobExecutor for ChartExecutor {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::api::{FederationEnablement, FederationEnablementStatus};
+    use crate::api::FederationEnablement;
+    use crate::job::RunFacts;
     use crate::subjobs::Settings;
     use serde_json::json;
 
@@ -429,7 +410,7 @@ pub(super) mod tests {
 
     pub(super) struct Fixture {
         enablement: FederationEnablement,
-        status: FederationEnablementStatus,
+        run: RunFacts,
         settings: Settings,
     }
 
@@ -443,16 +424,14 @@ pub(super) mod tests {
             }))
             .expect("enablement");
             enablement.metadata.generation = Some(1);
-            let status = serde_json::from_value(json!({
-                "jobUID": "5d2e6a1b-0000-4000-8000-000000000001",
-                "specHash": "abc",
-                "subJobs": [{"type": "CreateNetworkResource", "uid": "u", "phase": "Success",
-                    "extendParam": {"JobExtendParamKeyEndpoint": "203.0.113.10:5443"}}],
-            }))
-            .expect("status");
+            let run = RunFacts {
+                job_uid: "5d2e6a1b-0000-4000-8000-000000000001".to_string(),
+                spec_hash: "abc".to_string(),
+                endpoint: Some("203.0.113.10:5443".to_string()),
+            };
             Fixture {
                 enablement,
-                status,
+                run,
                 settings: Settings {
                     default_runner_image: "docker.io/alpine/helm:3.16.4".into(),
                 },
@@ -461,7 +440,7 @@ pub(super) mod tests {
 
         pub(super) fn ctx(&self) -> Context<'_> {
             let now = "2026-01-15T08:00:00Z".parse().expect("time");
-            Context::new(&self.enablement, &self.status, &self.settings, false, now)
+            Context::new(&self.enablement, &self.run, &self.settings, now)
         }
     }
 
