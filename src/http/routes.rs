@@ -125,13 +125,9 @@ pub(super) fn token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// 1-64 characters of `[a-z0-9-]`, like `spec.clusterGroupID`.
-pub fn valid_fleet_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
+/// 1-64 characters of `[a-z0-9-]`, like `spec.clusterGroupID` (the rule the terminal view
+/// applies too).
+pub use federation_api::fleet::valid_cluster_group_id as valid_fleet_id;
 
 /// `watch=true` asks for a live stream; absent or `false` for one answer.
 pub fn parse_watch(query: Option<&str>) -> Result<bool, ApiError> {

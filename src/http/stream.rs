@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +22,9 @@ use crate::api::{FederationEnablement, FederationEnablementStatus, JobPhase};
 
 type Key = (String, String);
 
-/// How often an idle stream sends a comment so proxies keep it open.
-pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often an idle stream sends a comment so proxies keep it open; clients give up after three
+/// heartbeats of silence, so they share the constant.
+pub use federation_api::wire::HEARTBEAT;
 
 fn sse<S>(stream: S) -> Response
 where
