@@ -133,7 +133,9 @@ pub fn progress(state: Arc<AppState>, fe: Arc<FederationEnablement>, caller: Cal
             }
             let Some(fe) = w.state.cache.get(&w.key.0, &w.key.1) else {
                 w.done = true;
-                let gone = serde_json::json!({"resourceName": w.key.1});
+                let gone = federation_api::wire::DeletedJob {
+                    resource_name: Some(w.key.1.clone()),
+                };
                 return Some((Ok(json_event("deleted", &gone)), w));
             };
             if w.shown.as_ref() == Some(&fe.status) {
