@@ -38,8 +38,9 @@ fn finish_job(h: &Harness, prefix: &str, condition: &str) -> String {
         .into_iter()
         .find(|p| p.starts_with(&format!("{JOBS}{prefix}")))
         .expect("job exists");
+    let now = federation_controller::clock::Clock::now(&h.clock).strftime("%Y-%m-%dT%H:%M:%SZ");
     h.server.modify(&path, |job| {
-        job["status"] = json!({"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+        job["status"] = json!({"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now.to_string()}]});
     });
     path
 }
@@ -474,6 +475,43 @@ async fn failed_install_is_retried_with_a_new_job_and_the_old_one_deleted() {
     assert_eq!(h.sub_job(FE_PATH, "CreateCert")["phase"], "Success");
     assert_eq!(h.sub_job(FE_PATH, "InstallFederationChart")["attempts"], 1);
     assert_eq!(h.server.paths(JOBS).len(), 1);
+}
+
+/// With `backoffLimit: 0` a retry starts attempt 1 again: it must run helm again, not find the
+/// failed Job of the first attempt 1 and fail at once.
+#[tokio::test]
+async fn a_retry_runs_a_new_install_job_even_with_no_attempts_left() {
+    let h = setup(json!({"backoffLimit": 0}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let failed = finish_job(&h, "fleet-a-install-", "Failed");
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["phase"], "Failed");
+
+    h.clock.advance(60);
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["annotations"] = json!({"federation.fleet.dev/retry": "1"});
+    });
+    h.reconcile(FE_PATH).await;
+    let install = h.sub_job(FE_PATH, "InstallFederationChart");
+    assert_eq!(install["phase"], "Running", "{install:#}");
+    assert_eq!(install["attempts"], 1);
+    assert!(
+        h.server.get(&failed).is_none(),
+        "the failed Job of the earlier attempt is deleted"
+    );
+
+    h.reconcile(FE_PATH).await;
+    let jobs = h.server.paths(JOBS);
+    assert_eq!(jobs.len(), 1, "a new Job runs helm again: {jobs:?}");
+    assert!(
+        h.server.get(&jobs[0]).expect("job")["status"].is_null(),
+        "a fresh Job, not the failed one"
+    );
+    finish_job(&h, "fleet-a-install-", "Complete");
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["phase"], "Success");
 }
 
 #[tokio::test]

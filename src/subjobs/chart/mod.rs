@@ -116,6 +116,9 @@ pub enum RepositoryCredentials {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobRun {
     Running,
+    /// The Job of that name ended before this attempt started, so it was an earlier attempt's
+    /// (a retry starts again at attempt 1): it is deleted, and the next look starts a new one.
+    Superseded,
     Completed,
     /// Why it failed (the `Failed` condition's reason and message).
     Failed(String),
@@ -134,9 +137,29 @@ impl JobRun {
             JobRun::Completed => Observation::succeeded_with(format!("Job {name} completed")),
             JobRun::Failed(why) => Observation::failed(failed, format!("Job {name} failed: {why}")),
             JobRun::Running => Observation::progressing(running, format!("Job {name} is running")),
+            JobRun::Superseded => Observation::progressing(
+                running,
+                format!("Job {name} was an earlier attempt's; deleted it to start this one"),
+            ),
             JobRun::NotOurs(message) => Observation::failed(reasons::NAME_CONFLICT, message),
         }
     }
+}
+
+/// The Job ended (completed or failed) before `started_at`: it cannot be the Job of an attempt
+/// that started then. Condition times have whole seconds, so the comparison does too.
+fn ended_before(job: &Job, started_at: jiff::Timestamp) -> bool {
+    let Ok(started) = jiff::Timestamp::from_second(started_at.as_second()) else {
+        return false;
+    };
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+        .filter_map(|c| c.last_transition_time.as_ref())
+        .any(|t| t.0 < started)
 }
 
 /// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions.
@@ -283,6 +306,10 @@ impl ChartExecutor {
                     "Job {}/{name} exists and is not labelled for this enablement",
                     ctx.control_plane_namespace()
                 )));
+            }
+            Some(job) if ended_before(&job, ctx.started_at) => {
+                deletion::delete_one(&jobs, &job).await?;
+                return Ok(JobRun::Superseded);
             }
             Some(job) => job,
             None => {
