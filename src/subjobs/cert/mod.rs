@@ -8,6 +8,7 @@
 //! [`renew`] and writes back what changed. Private keys never leave the Secrets' data: no log,
 //! event, error or status message carries them, and [`KeyedCert`]'s `Debug` hides them.
 
+pub mod key_format;
 pub mod pki;
 pub mod secrets;
 
