@@ -7,7 +7,13 @@
 //! [`issue_ca`], [`issue_leaf`], [`renew`]); the executor only reads the two Secrets, calls
 //! [`renew`] and writes back what changed. Private keys never leave the Secrets' data: no log,
 //! event, error or status message carries them, and [`KeyedCert`]'s `Debug` hides them.
+//!
+//! The Karmada certificate set ([`karmada`]) and the federation kubeconfig ([`kubeconfig`]) are
+//! pure and not wired into the executor yet.
 
+pub mod karmada;
+pub mod key_format;
+pub mod kubeconfig;
 pub mod pki;
 pub mod secrets;
 

@@ -18,6 +18,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
+use super::key_format::read_sec1_or_pkcs8;
 use super::secrets::{TLS_CERT_KEY, TLS_KEY_KEY};
 use crate::api::MANAGER;
 use crate::subjobs::Error;
@@ -34,6 +35,13 @@ const SECONDS_PER_DAY: i64 = 24 * 60 * 60;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct CertError(String);
+
+impl CertError {
+    /// `message` must not quote key material.
+    pub(super) fn new(message: String) -> Self {
+        CertError(message)
+    }
+}
 
 impl From<CertError> for Error {
     fn from(e: CertError) -> Self {
@@ -217,24 +225,13 @@ pub fn check_leaf(
     if !key_matches(&leaf.key_pem, &cert) {
         return Verdict::Replace(format!("{TLS_KEY_KEY} does not belong to {TLS_CERT_KEY}"));
     }
-    if cert.issuer().as_raw() != ca_cert.subject().as_raw()
-        || cert.verify_signature(Some(ca_cert.public_key())).is_err()
-    {
+    if !issued_by(&cert, &ca_cert) {
         return Verdict::Replace("the serving certificate was not issued by the current CA".into());
     }
-    let not_before = cert.validity().not_before.timestamp();
-    let not_after = cert.validity().not_after.timestamp();
-    let left = not_after.saturating_sub(now.as_second());
-    if left <= 0 {
-        return Verdict::Replace("the serving certificate has expired".to_string());
-    }
-    // Compared as left * 3 > total to stay in whole seconds.
-    let total = not_after.saturating_sub(not_before);
-    if left.saturating_mul(3) <= total {
-        return Verdict::Replace(
-            "a third or less of the serving certificate's validity is left".to_string(),
-        );
-    }
+    let not_after = match renewal_due(&cert, "serving certificate", now) {
+        Ok(not_after) => not_after,
+        Err(why) => return Verdict::Replace(why),
+    };
     let present = match sans_of(&cert) {
         Ok(present) => present,
         Err(_) => {
@@ -253,7 +250,34 @@ pub fn check_leaf(
     keep_until(not_after)
 }
 
-fn keep_until(not_after: i64) -> Verdict {
+/// `cert` names `ca` as its issuer and carries its signature.
+pub(super) fn issued_by(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> bool {
+    cert.issuer().as_raw() == ca.subject().as_raw()
+        && cert.verify_signature(Some(ca.public_key())).is_ok()
+}
+
+/// The expiry of `cert` (Unix seconds) while more than a third of its validity is left at
+/// `now`, or why it is due for renewal (renewing early leaves time to retry).
+pub(super) fn renewal_due(
+    cert: &X509Certificate<'_>,
+    what: &str,
+    now: Timestamp,
+) -> Result<i64, String> {
+    let not_before = cert.validity().not_before.timestamp();
+    let not_after = cert.validity().not_after.timestamp();
+    let left = not_after.saturating_sub(now.as_second());
+    if left <= 0 {
+        return Err(format!("the {what} has expired"));
+    }
+    // Compared as left * 3 > total to stay in whole seconds.
+    let total = not_after.saturating_sub(not_before);
+    if left.saturating_mul(3) <= total {
+        return Err(format!("a third or less of the {what}'s validity is left"));
+    }
+    Ok(not_after)
+}
+
+pub(super) fn keep_until(not_after: i64) -> Verdict {
     match Timestamp::from_second(not_after) {
         Ok(valid_until) => Verdict::Keep { valid_until },
         Err(_) => Verdict::Replace("the certificate's expiry is out of range".to_string()),
@@ -288,29 +312,57 @@ pub fn issue_leaf(
     request: &CertRequest,
     now: Timestamp,
 ) -> Result<KeyedCert, CertError> {
+    let key = KeyPair::generate().map_err(rcgen_error("generate the serving key"))?;
+    let leaf = LeafSpec {
+        what: "serving certificate",
+        subject: distinguished_name(&request.common_name),
+        sans: &request.sans,
+        extended_key_usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
+        validity_days: request.validity_days,
+    };
+    let cert_pem = sign_leaf(ca, &leaf, &key, now)?;
+    Ok(KeyedCert::new(cert_pem, key.serialize_pem()))
+}
+
+/// What a certificate that is not a CA says about its holder.
+pub(super) struct LeafSpec<'a> {
+    /// For error messages: "serving certificate".
+    pub what: &'a str,
+    pub subject: DistinguishedName,
+    pub sans: &'a BTreeSet<San>,
+    pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    pub validity_days: i64,
+}
+
+/// The PEM of a certificate for `key` as `leaf` describes it, signed by `ca`, valid from `now`.
+pub(super) fn sign_leaf(
+    ca: &KeyedCert,
+    leaf: &LeafSpec<'_>,
+    key: &KeyPair,
+    now: Timestamp,
+) -> Result<String, CertError> {
     // The source error is left out: it could quote the stored key.
-    let ca_key = KeyPair::from_pem(&ca.key_pem)
+    let ca_key = read_sec1_or_pkcs8(&ca.key_pem)
         .map_err(|_| CertError("the stored CA key cannot be read".to_string()))?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)
         .map_err(rcgen_error("read the stored CA certificate"))?;
 
     let mut params = CertificateParams::default();
-    params.distinguished_name = distinguished_name(&request.common_name);
-    params.subject_alt_names = request
+    params.distinguished_name = leaf.subject.clone();
+    params.subject_alt_names = leaf
         .sans
         .iter()
         .map(San::to_rcgen)
         .collect::<Result<_, _>>()?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = leaf.extended_key_usages.clone();
     params.use_authority_key_identifier_extension = true;
-    (params.not_before, params.not_after) = validity(now, request.validity_days)?;
-    let key = KeyPair::generate().map_err(rcgen_error("generate the serving key"))?;
+    (params.not_before, params.not_after) = validity(now, leaf.validity_days)?;
     let cert = params
-        .signed_by(&key, &issuer)
-        .map_err(rcgen_error("sign the serving certificate"))?;
-    Ok(KeyedCert::new(cert.pem(), key.serialize_pem()))
+        .signed_by(key, &issuer)
+        .map_err(|e| CertError(format!("cannot sign the {}: {e}", leaf.what)))?;
+    Ok(cert.pem())
 }
 
 /// The certificates to store, and what changed.
@@ -407,19 +459,25 @@ fn rcgen_error(action: &'static str) -> impl Fn(rcgen::Error) -> CertError {
 }
 
 /// The DER of the first PEM block. The reason it fails never quotes the input.
-fn pem_to_der(pem: &str) -> Result<Vec<u8>, &'static str> {
+pub(super) fn pem_to_der(pem: &str) -> Result<Vec<u8>, &'static str> {
     x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map(|(_, pem)| pem.contents)
         .map_err(|_| "is not PEM")
 }
 
-/// The private key in `key_pem` is the one `cert` was issued for.
+/// The private key in `key_pem` (PKCS#8 or SEC1) is the one `cert` was issued for.
 fn key_matches(key_pem: &str, cert: &X509Certificate<'_>) -> bool {
-    KeyPair::from_pem(key_pem)
-        .is_ok_and(|key| key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref())
+    read_sec1_or_pkcs8(key_pem).is_ok_and(|key| key_pair_matches(&key, cert))
 }
 
-fn sans_of(cert: &X509Certificate<'_>) -> Result<BTreeSet<San>, x509_parser::error::X509Error> {
+/// `key` is the key pair `cert` was issued for.
+pub(super) fn key_pair_matches(key: &KeyPair, cert: &X509Certificate<'_>) -> bool {
+    key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref()
+}
+
+pub(super) fn sans_of(
+    cert: &X509Certificate<'_>,
+) -> Result<BTreeSet<San>, x509_parser::error::X509Error> {
     let Some(extension) = cert.subject_alternative_name()? else {
         return Ok(BTreeSet::new());
     };
