@@ -968,6 +968,72 @@ async fn when_the_enablements_namespace_is_terminating_teardown_creates_nothing_
     );
 }
 
+/// A foreign control-plane namespace deleted by someone else (here: gone before the teardown)
+/// holds no release to uninstall: the uninstall step must not wait for a Job that cannot run.
+#[tokio::test]
+async fn a_missing_foreign_control_plane_namespace_never_blocks_teardown() {
+    let mut allow = policy();
+    allow.allow_foreign_control_plane_namespaces = true;
+    let h = Harness::new(allow);
+    h.server.insert(ready_node("node-1"));
+    h.server.insert(enablement_json(
+        NAME,
+        NS,
+        "fleet-a",
+        json!({"controlPlane": {"namespace": "federation-system"}}),
+    ));
+    h.sync_store(&[FE_PATH]);
+    h.reconcile(FE_PATH).await;
+    h.server.modify(
+        "/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver",
+        |svc| svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}}),
+    );
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
+        "Running"
+    );
+
+    // The namespace and everything in it are gone.
+    for path in h.server.paths("/") {
+        if path.contains("/namespaces/federation-system") {
+            h.server.remove(&path);
+        }
+    }
+    h.server.take_calls();
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        if h.server.get(FE_PATH).is_none() {
+            break;
+        }
+        h.reconcile(FE_PATH).await;
+        calls.extend(h.server.take_calls());
+    }
+    assert!(h.server.get(FE_PATH).is_none(), "teardown finished");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == http::Method::PATCH && c.path().contains("/jobs/")),
+        "no uninstall Job in a namespace that is gone"
+    );
+    let last_status = calls
+        .iter()
+        .filter(|c| c.path() == format!("{FE_PATH}/status"))
+        .filter_map(|c| c.body.clone())
+        .next_back()
+        .expect("the teardown's status was written");
+    let uninstall = &last_status["status"]["teardown"]["steps"][0];
+    assert!(
+        uninstall["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NamespaceTerminating")),
+        "{uninstall}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_enablement_is_deleted_at_once_without_looking_for_objects() {
     let h = setup(json!({"controlPlane": {"namespace": "kube-system"}}));

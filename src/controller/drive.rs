@@ -169,7 +169,7 @@ pub(super) struct TeardownMachine<'a> {
     pub fe: &'a FederationEnablement,
     pub ctx: &'a Context,
     pub refused: bool,
-    pub own_namespace_terminating: bool,
+    pub control_plane_namespace_gone: bool,
 }
 
 impl Machine for TeardownMachine<'_> {
@@ -184,7 +184,7 @@ impl Machine for TeardownMachine<'_> {
             generation: self.fe.meta().generation,
             timeout: job::sub_job_timeout(&self.fe.spec),
             refused: self.refused,
-            own_namespace_terminating: self.own_namespace_terminating,
+            control_plane_namespace_gone: self.control_plane_namespace_gone,
             poll: &self.ctx.poll_intervals,
             now: self.ctx.clock.now(),
         };

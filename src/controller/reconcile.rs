@@ -51,18 +51,26 @@ pub(super) async fn teardown(
     }
     let current = fe.status.clone().unwrap_or_default();
     let refused = ctx.policy.check(fe).is_some();
-    // Only a teardown that will run needs to know; a refused enablement may not even be
-    // allowed to look.
-    let own_namespace_terminating =
+    // Whether the control-plane namespace (the enablement's own or a foreign one) is missing or
+    // being deleted: then nothing can run in it, and no step may wait for it. Only a teardown
+    // that will run needs to know; a refused enablement may not even be allowed to look.
+    let control_plane_namespace_gone =
         ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
-            let namespace = fe.namespace().unwrap_or_default();
-            ensure_namespace(ctx, fe, &namespace, false).await? == job::NamespaceState::Terminating
+            let own = fe.namespace().unwrap_or_default();
+            let namespace = fe.spec.control_plane_namespace(&own);
+            match ensure_namespace(ctx, fe, namespace, false).await? {
+                job::NamespaceState::Terminating => true,
+                // The enablement's own namespace cannot be missing while the enablement exists
+                // (a server without namespaces, such as the test server, shows none).
+                job::NamespaceState::Unchecked => namespace != own,
+                job::NamespaceState::Ready => false,
+            }
         };
     let machine = TeardownMachine {
         fe,
         ctx,
         refused,
-        own_namespace_terminating,
+        control_plane_namespace_gone,
     };
     let driven = drive(&machine, &current).await?;
     write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;

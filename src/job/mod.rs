@@ -158,8 +158,8 @@ pub enum Command {
         started_at: Timestamp,
         deadline: Timestamp,
         facts: RunFacts,
-        /// The enablement's own namespace is being deleted: nothing can be created in it.
-        own_namespace_terminating: bool,
+        /// The control-plane namespace is missing or being deleted: nothing can run in it.
+        control_plane_namespace_gone: bool,
         /// The step's subjob started at least once in the current run, so something it makes
         /// (a helm release, say) may exist.
         work_may_exist: bool,

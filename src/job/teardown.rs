@@ -23,8 +23,8 @@ pub struct TeardownInput<'a> {
     pub timeout: Duration,
     /// The allowlists refuse the enablement now.
     pub refused: bool,
-    /// The enablement's own namespace is being deleted: nothing can be created in it.
-    pub own_namespace_terminating: bool,
+    /// The control-plane namespace is missing or being deleted: nothing can run in it.
+    pub control_plane_namespace_gone: bool,
     pub poll: &'a PollIntervals,
     pub now: Timestamp,
 }
@@ -87,7 +87,7 @@ pub fn decide_teardown(
                 started_at,
                 deadline: step::deadline(started_at, input.timeout),
                 facts: RunFacts::of(&status, teardown_uid),
-                own_namespace_terminating: input.own_namespace_terminating,
+                control_plane_namespace_gone: input.control_plane_namespace_gone,
                 work_may_exist,
             })
         })

@@ -603,7 +603,7 @@ fn run_teardown(
         generation: Some(1),
         timeout: Duration::from_secs(600),
         refused: false,
-        own_namespace_terminating: false,
+        control_plane_namespace_gone: false,
         poll: &poll,
         now,
     };
@@ -787,7 +787,7 @@ fn a_refused_enablement_that_never_started_has_nothing_to_tear_down() {
         generation: Some(1),
         timeout: Duration::from_secs(600),
         refused,
-        own_namespace_terminating: false,
+        control_plane_namespace_gone: false,
         poll: &poll,
         now: at(1),
     };

@@ -115,8 +115,8 @@ pub struct Context<'a> {
     /// When the attempt being carried out started, and when it times out.
     pub started_at: Timestamp,
     pub deadline: Timestamp,
-    /// The enablement's own namespace is being deleted: nothing can be created in it.
-    pub own_namespace_terminating: bool,
+    /// The control-plane namespace is missing or being deleted: nothing can run in it.
+    pub control_plane_namespace_gone: bool,
     /// For a teardown step: what its subjob makes may exist (it started in this run).
     pub work_may_exist: bool,
     pub now: Timestamp,
@@ -130,7 +130,7 @@ impl<'a> Context<'a> {
         command: &'a Command,
         now: Timestamp,
     ) -> Option<Self> {
-        let (run, started_at, deadline, terminating, work_may_exist) = match command {
+        let (run, started_at, deadline, namespace_gone, work_may_exist) = match command {
             Command::Run {
                 started_at,
                 deadline,
@@ -141,14 +141,14 @@ impl<'a> Context<'a> {
                 started_at,
                 deadline,
                 facts,
-                own_namespace_terminating,
+                control_plane_namespace_gone,
                 work_may_exist,
                 ..
             } => (
                 facts,
                 *started_at,
                 *deadline,
-                *own_namespace_terminating,
+                *control_plane_namespace_gone,
                 *work_may_exist,
             ),
             Command::EnsureNamespace => return None,
@@ -156,7 +156,7 @@ impl<'a> Context<'a> {
         let mut ctx = Context::new(enablement, run, settings, now);
         ctx.started_at = started_at;
         ctx.deadline = deadline;
-        ctx.own_namespace_terminating = terminating;
+        ctx.control_plane_namespace_gone = namespace_gone;
         ctx.work_may_exist = work_may_exist;
         Some(ctx)
     }
@@ -183,7 +183,7 @@ impl<'a> Context<'a> {
             deadline: now
                 .saturating_add(jiff::SignedDuration::try_from(timeout).unwrap_or_default())
                 .unwrap_or(now),
-            own_namespace_terminating: false,
+            control_plane_namespace_gone: false,
             work_may_exist: true,
             now,
         }

@@ -342,7 +342,7 @@ impl ChartExecutor {
 
     async fn uninstall(&self, ctx: &Context<'_>, attempt: i32) -> Result<Observation> {
         let never_started = !ctx.work_may_exist;
-        let namespace_gone = ctx.control_plane_is_local() && ctx.own_namespace_terminating;
+        let namespace_gone = ctx.control_plane_namespace_gone;
         if !never_started && !namespace_gone {
             let desired = desired_job(
                 ctx,
@@ -376,7 +376,7 @@ impl ChartExecutor {
                 format!("{}: the chart was never installed", reasons::NOT_INSTALLED)
             } else if namespace_gone {
                 format!(
-                    "{}: helm uninstall skipped, the namespace is being deleted",
+                    "{}: helm uninstall skipped, the control-plane namespace is gone or being deleted",
                     reasons::NAMESPACE_TERMINATING
                 )
             } else {
