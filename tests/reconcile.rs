@@ -561,7 +561,11 @@ async fn deletion_tears_everything_down_then_removes_the_finalizer() {
         status["teardown"]["steps"][0]["type"],
         "UninstallFederationChart"
     );
-    assert_eq!(status["teardown"]["steps"][0]["reason"], "Uninstalling");
+    assert_eq!(
+        status["teardown"]["steps"][0]["reason"], "Uninstalling",
+        "{:#}",
+        status["teardown"]["steps"][0]
+    );
     assert_eq!(status["currentSubJobs"], "UninstallFederationChart");
 
     finish_job(&h, "fleet-a-uninst-", "Complete");
@@ -1031,6 +1035,62 @@ async fn a_missing_foreign_control_plane_namespace_never_blocks_teardown() {
             .as_str()
             .is_some_and(|m| m.contains("NamespaceTerminating")),
         "{uninstall}"
+    );
+}
+
+/// Deleting an enablement whose install is still running: helm uninstall must not race the
+/// install (which could install the release again after it). The install Job goes first, and
+/// the uninstall waits until its pod has gone.
+#[tokio::test]
+async fn an_install_in_flight_is_stopped_before_helm_uninstall_starts() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.reconcile(FE_PATH).await;
+    let install = h.server.paths(JOBS);
+    assert_eq!(install.len(), 1, "the install Job runs");
+    let job_name = install[0].rsplit('/').next().expect("name").to_string();
+    let labels =
+        h.server.get(&install[0]).expect("job")["spec"]["template"]["metadata"]["labels"].clone();
+    let mut pod_labels = labels.as_object().cloned().expect("template labels");
+    pod_labels.insert("job-name".into(), json!(job_name));
+    let pod = h.server.insert(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{job_name}-x1"), "namespace": NS, "labels": pod_labels},
+        "status": {"phase": "Running"}}));
+    let pod_path = format!(
+        "/api/v1/namespaces/{NS}/pods/{}",
+        pod["metadata"]["name"].as_str().expect("name")
+    );
+
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    h.reconcile(FE_PATH).await;
+    assert!(
+        h.server.get(&install[0]).is_none(),
+        "the install Job is deleted"
+    );
+    let uninstall = &h.status(FE_PATH)["teardown"]["steps"][0];
+    assert_eq!(uninstall["phase"], "Running");
+    assert!(
+        uninstall["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("stopping the install")),
+        "{uninstall}"
+    );
+    assert!(h.server.paths(JOBS).is_empty(), "no uninstall Job yet");
+
+    h.clock.advance(5);
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.paths(JOBS).is_empty(), "still waiting for the pod");
+
+    h.server.remove(&pod_path);
+    h.clock.advance(5);
+    h.reconcile(FE_PATH).await;
+    let jobs = h.server.paths(JOBS);
+    assert!(
+        jobs.len() == 1 && jobs[0].contains("-uninst-"),
+        "helm uninstall starts once the install's pod is gone: {jobs:?}"
     );
 }
 

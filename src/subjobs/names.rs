@@ -41,7 +41,16 @@ pub fn install_job(name: &str, job_uid: &str, attempt: i32) -> String {
 
 /// The Job of one uninstall attempt.
 pub fn uninstall_job(name: &str, teardown_uid: &str, attempt: i32) -> String {
-    format!("{name}-uninst-{}-{attempt}", short_uid(teardown_uid))
+    format!(
+        "{}-{}-{attempt}",
+        uninstall_jobs(name),
+        short_uid(teardown_uid)
+    )
+}
+
+/// What every uninstall Job's name starts with.
+pub fn uninstall_jobs(name: &str) -> String {
+    format!("{name}-uninst")
 }
 
 /// Field manager of the node labels one enablement owns, so enablements never remove each

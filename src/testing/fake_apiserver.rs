@@ -450,7 +450,7 @@ fn split_subresource(path: &str) -> (String, Option<&'static str>) {
     }
 }
 
-const PLURALS: [&str; 11] = [
+const PLURALS: [&str; 12] = [
     "federationenablements",
     "services",
     "secrets",
@@ -462,6 +462,7 @@ const PLURALS: [&str; 11] = [
     "namespaces",
     "events",
     "leases",
+    "pods",
 ];
 
 fn is_collection(path: &str) -> bool {

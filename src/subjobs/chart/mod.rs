@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{ListParams, Patch};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -344,6 +344,15 @@ impl ChartExecutor {
         let never_started = !ctx.work_may_exist;
         let namespace_gone = ctx.control_plane_namespace_gone;
         if !never_started && !namespace_gone {
+            let installing = self.stop_installs(ctx).await?;
+            if installing > 0 {
+                return Ok(Observation::progressing(
+                    reasons::UNINSTALLING,
+                    format!(
+                        "stopping the install before helm uninstall: {installing} install Job(s) or pod(s) still there"
+                    ),
+                ));
+            }
             let desired = desired_job(
                 ctx,
                 Operation::Uninstall,
@@ -384,6 +393,48 @@ impl ChartExecutor {
             });
         }
         Ok(observation)
+    }
+
+    /// Deletes the install Jobs; returns how many of them, and of their pods, were still
+    /// running. An install still running would race `helm uninstall` (and could install again
+    /// after it), so the uninstall waits for them.
+    async fn stop_installs(&self, ctx: &Context<'_>) -> Result<usize> {
+        let install_jobs = format!(
+            "{},{OPERATION_LABEL}!={}",
+            ownership::selector(ctx, Some(SUB_JOB)),
+            Operation::Uninstall.label()
+        );
+        let api = self.api::<Job>(ctx);
+        let jobs = api
+            .list(&ListParams::default().labels(&install_jobs))
+            .await
+            .map_err(|e| Error::api::<Job>("list", ctx.control_plane_namespace(), "", e))?;
+        let mut running = 0;
+        for job in &jobs.items {
+            if job_outcome(job) == JobRun::Running {
+                running += 1;
+            }
+            deletion::delete_one(&api, job).await?;
+        }
+        // The pods carry the Jobs' template labels (ours, without the operation) and the
+        // `job-name` label Kubernetes adds.
+        let uninstall_prefix = names::uninstall_jobs(ctx.name);
+        let pods = self
+            .api::<Pod>(ctx)
+            .list(&ListParams::default().labels(&ownership::selector(ctx, Some(SUB_JOB))))
+            .await
+            .map_err(|e| Error::api::<Pod>("list", ctx.control_plane_namespace(), "", e))?;
+        let installing = pods
+            .items
+            .iter()
+            .filter(|pod| {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                let job = pod.labels().get("job-name");
+                !matches!(phase, Some("Succeeded" | "Failed"))
+                    && job.is_none_or(|job| !job.starts_with(&uninstall_prefix))
+            })
+            .count();
+        Ok(running + installing)
     }
 
     /// Deletes every object of this subjob, cluster-scoped binding included, but the uninstall

@@ -140,4 +140,9 @@ and fails on a missing or an unused permission). Server-side apply and JSON patc
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, patch, delete]
+# UninstallFederationChart waits for the pods of stopped install Jobs to go before helm
+# uninstall starts (list by label).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 {{- end }}
