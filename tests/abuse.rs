@@ -9,11 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use federation_controller::api::FederationEnablement;
-use federation_controller::http::{
-    AppState, AuthConfig, Authorizer, ConnectionLimits, FederationCache, ServeConfig, router,
-    serve_with_limits,
-};
-use federation_controller::metrics::Metrics;
+use federation_controller::http::{AuthConfig, Authorizer, ConnectionLimits, FederationCache};
 use serde_json::{Value, json};
 use support::FakeApiServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,8 +32,9 @@ fn enablement(name: &str) -> FederationEnablement {
     .expect("enablement")
 }
 
-/// The API server's answers: every token `user-NAME` is NAME, who may do anything; the
-/// TokenReviews it was sent are kept.
+/// The API server's answers: every token `user-NAME` is NAME, who may do anything; a token
+/// `deaf-NAME` too, from an authenticator that ignores audiences. The TokenReviews it was sent
+/// are kept.
 struct Reviews {
     server: FakeApiServer,
     tokens: Arc<Mutex<Vec<Value>>>,
@@ -56,6 +53,10 @@ impl Reviews {
                     "authenticated": true,
                     "user": {"username": &token[5..]},
                     "audiences": review["spec"]["audiences"].clone(),
+                }),
+                Some(token) if token.starts_with("deaf-") => json!({
+                    "authenticated": true,
+                    "user": {"username": &token[5..]},
                 }),
                 _ => json!({"authenticated": false}),
             };
@@ -91,24 +92,8 @@ async fn start(auth: Authorizer, limits: ConnectionLimits) -> SocketAddr {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port");
-    let state = Arc::new(AppState {
-        cache: FederationCache::from_objects([enablement("fleet-a")]),
-        auth,
-        metrics: Arc::new(Metrics::new()),
-        clock: Arc::new(support::ManualClock::new()),
-        health: Default::default(),
-    });
-    let config = ServeConfig {
-        addr,
-        tls: None,
-        reload_every: Duration::from_secs(3600),
-    };
-    tokio::spawn(serve_with_limits(
-        config,
-        limits,
-        router(state),
-        std::future::pending(),
-    ));
+    let cache = FederationCache::from_objects([enablement("fleet-a")]);
+    support::spawn_server(addr, None, limits, support::app_state(cache, auth));
     let deadline = Instant::now() + PATIENCE;
     while TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the server listens");
@@ -342,4 +327,9 @@ async fn token_reviews_ask_for_the_configured_audience() {
     assert_eq!(status, 200, "{head}");
     let sent = reviews.tokens.lock().expect("lock").clone();
     assert_eq!(sent[0]["audiences"], json!(["federation-controller"]));
+    let (status, head, _) = get(addr, "/api/v1/sso/federations", Some("deaf-a")).await;
+    assert_eq!(
+        status, 401,
+        "a review that does not confirm the audience: {head}"
+    );
 }
