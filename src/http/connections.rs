@@ -50,7 +50,9 @@ pub struct Admission {
 impl Admission {
     pub fn new(limits: ConnectionLimits) -> Self {
         Admission {
-            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            slots: Arc::new(Semaphore::new(
+                limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             first_request_within: limits.header_read_timeout,
         }
     }

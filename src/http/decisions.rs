@@ -3,7 +3,6 @@
 //! goes, in constant time: nothing is ever swept whole on the request path.
 
 use std::hash::Hash;
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,14 +16,16 @@ pub const DEFAULT_AUTH_CACHE_SIZE: usize = 10_000;
 
 pub(super) struct Decisions<K: Hash + Eq, V> {
     entries: Mutex<LruCache<K, (Instant, V)>>,
+    size: usize,
 }
 
 impl<K: Hash + Eq, V: Clone> Decisions<K, V> {
-    /// At most `size` entries (at least one).
+    /// At most `size` entries (at least one). The map grows with use rather than being
+    /// allocated for `size` up front.
     pub(super) fn new(size: usize) -> Self {
-        let size = NonZeroUsize::new(size).unwrap_or(NonZeroUsize::MIN);
         Decisions {
-            entries: Mutex::new(LruCache::new(size)),
+            entries: Mutex::new(LruCache::unbounded()),
+            size: size.max(1),
         }
     }
 
@@ -47,7 +48,11 @@ impl<K: Hash + Eq, V: Clone> Decisions<K, V> {
 
     /// Keeps `value` for `key`, forgetting the least recently used entry when full.
     pub(super) fn remember(&self, key: K, value: V) {
-        self.lock().put(key, (Instant::now(), value));
+        let mut entries = self.lock();
+        entries.put(key, (Instant::now(), value));
+        if entries.len() > self.size {
+            entries.pop_lru();
+        }
     }
 
     #[cfg(test)]
