@@ -229,6 +229,20 @@ async fn connections_past_the_cap_are_closed_at_once_and_a_closed_one_frees_its_
     drop(second);
 }
 
+#[tokio::test]
+async fn a_connection_idle_after_a_request_is_closed_after_the_header_timeout() {
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    };
+    let addr = start(Authorizer::None, limits).await;
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    assert_eq!(send(&mut idle, "/readyz", None).await.0, 200);
+    tokio::time::timeout(PATIENCE, closed(idle))
+        .await
+        .expect("the idle keep-alive connection is closed");
+}
+
 const STREAM: &str = "/v1/clustergroups/fleet-a/federations/progress?watch=true";
 
 #[tokio::test]
