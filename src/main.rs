@@ -13,7 +13,9 @@ use federation_controller::api::{FederationEnablement, SubJobType};
 use federation_controller::clock::SystemClock;
 use federation_controller::controller;
 use federation_controller::health::{DEFAULT_WATCH_STALL, WatchBackoff, WatchHealth};
-use federation_controller::http::{self, AppState, Authorizer, FederationCache, ServeConfig};
+use federation_controller::http::{
+    self, AppState, AuthConfig, Authorizer, ConnectionLimits, FederationCache, ServeConfig,
+};
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
@@ -87,6 +89,38 @@ struct RunArgs {
         default_value = "kubernetes"
     )]
     auth: Auth,
+    /// Connections the HTTP API holds open at once; past it new ones are closed at once.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_HTTP_MAX_CONNECTIONS",
+        default_value_t = http::DEFAULT_MAX_CONNECTIONS
+    )]
+    http_max_connections: usize,
+    /// With --auth=kubernetes: live streams (`watch=true`) one user may hold open at once.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_HTTP_MAX_STREAMS_PER_USER",
+        default_value_t = http::DEFAULT_MAX_STREAMS_PER_USER
+    )]
+    http_max_streams_per_user: usize,
+    /// With --auth=kubernetes: token and access decisions kept in each cache.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_AUTH_CACHE_SIZE",
+        default_value_t = http::DEFAULT_AUTH_CACHE_SIZE
+    )]
+    auth_cache_size: usize,
+    /// With --auth=kubernetes: reviews of uncached tokens per second and client address
+    /// (burst twice as many).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_TOKEN_REVIEWS_PER_SECOND",
+        default_value_t = http::DEFAULT_TOKEN_REVIEWS_PER_SECOND
+    )]
+    token_reviews_per_second: u32,
+    /// With --auth=kubernetes: the audience TokenReviews ask for (default: the API server's).
+    #[arg(long, env = "FEDERATION_CONTROLLER_TOKEN_AUDIENCE")]
+    token_audience: Option<String>,
     /// Which executors run the subjobs.
     #[arg(
         long,
@@ -251,11 +285,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         health: reconciling.health.clone(),
     });
-    let server = http::serve(
+    let server = http::serve_with_limits(
         ServeConfig {
             addr: args.http_addr,
             tls,
             reload_every: http::TLS_RELOAD_INTERVAL,
+        },
+        ConnectionLimits {
+            max_connections: args.http_max_connections.max(1),
+            header_read_timeout: http::HEADER_READ_TIMEOUT,
         },
         http::router(state),
         until_stopped(),
@@ -281,7 +319,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn authorizer(args: &RunArgs, client: &kube::Client) -> Authorizer {
     match args.auth {
-        Auth::Kubernetes => Authorizer::kubernetes(client.clone()),
+        Auth::Kubernetes => Authorizer::kubernetes_with(
+            client.clone(),
+            AuthConfig {
+                cache_size: args.auth_cache_size.max(1),
+                token_reviews_per_second: args.token_reviews_per_second.max(1),
+                max_streams_per_user: args.http_max_streams_per_user,
+                audience: args.token_audience.clone().filter(|a| !a.is_empty()),
+            },
+        ),
         Auth::None => {
             warn!("--auth=none: the HTTP API answers every caller without authentication");
             Authorizer::None

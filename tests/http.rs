@@ -590,6 +590,53 @@ async fn a_burst_of_requests_costs_one_review_each() {
 }
 
 #[tokio::test]
+async fn a_missing_fleet_costs_the_same_access_review_as_a_forbidden_one() {
+    let reviews = reviews();
+    let api = guarded(&reviews);
+    let good = [("x-auth-token", "good")];
+    // The token's review, out of the way.
+    api.get_with(PROGRESS, &good).await;
+    let before = reviews.access_reviews.load(Ordering::SeqCst);
+    let (forbidden, _) = api
+        .get_with("/v1/clustergroups/fleet-b/federations/progress", &good)
+        .await;
+    let after_forbidden = reviews.access_reviews.load(Ordering::SeqCst);
+    let (missing, _) = api
+        .get_with("/v1/clustergroups/fleet-zz/federations/progress", &good)
+        .await;
+    let after_missing = reviews.access_reviews.load(Ordering::SeqCst);
+    assert_eq!(
+        (forbidden, missing),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    assert_eq!(
+        (after_forbidden - before, after_missing - after_forbidden),
+        (1, 1),
+        "one access review each"
+    );
+}
+
+#[tokio::test]
+async fn responses_with_federation_data_are_never_stored() {
+    let api = Api::open(vec![running("fleet-a", "team-a", "fleet-a")]);
+    for uri in [
+        PROGRESS,
+        "/v1/clustergroups/fleet-zz/federations/progress",
+        "/api/v1/sso/federations",
+        "/dashboard/v1/federations",
+        "/metrics",
+        &format!("{PROGRESS}?watch=true"),
+        "/api/v1/sso/federations?watch=true",
+        "/dashboard/v1/federations?watch=true",
+    ] {
+        let response = response(&api, uri).await;
+        assert_eq!(response.headers()["cache-control"], "no-store", "{uri}");
+    }
+    let (_, headers, _) = raw_get(&api, "/dashboard/app.js").await;
+    assert_eq!(headers["cache-control"], "no-cache", "assets keep theirs");
+}
+
+#[tokio::test]
 async fn a_failing_review_is_a_500_not_a_leak() {
     let server = FakeApiServer::new();
     server.fail(Method::POST, TOKEN_REVIEWS, 503);
@@ -702,13 +749,17 @@ proptest! {
 
 // ---- the web dashboard ----
 
-async fn raw_get(api: &Api, uri: &str) -> (StatusCode, http::HeaderMap, String) {
-    let response = api
-        .app
+/// The response to a GET, its body unread (a stream's never ends).
+async fn response(api: &Api, uri: &str) -> axum::response::Response {
+    api.app
         .clone()
         .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
         .await
-        .expect("infallible");
+        .expect("infallible")
+}
+
+async fn raw_get(api: &Api, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let response = response(api, uri).await;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federation_controller::http::{
-    AppState, Authorizer, FederationCache, ServeConfig, router, serve,
+    Authorizer, ConnectionLimits, FederationCache, ServeConfig, router, serve,
 };
-use federation_controller::metrics::Metrics;
 use rcgen::{CertificateParams, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
@@ -39,8 +38,11 @@ fn free_port() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-/// Connects trusting exactly `trusted`, sends GET /healthz, returns the status line.
-async fn healthz(addr: SocketAddr, trusted: &CertificateDer<'static>) -> std::io::Result<String> {
+/// A TLS connection trusting exactly `trusted`, handshake done.
+async fn connect(
+    addr: SocketAddr,
+    trusted: &CertificateDer<'static>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     let mut roots = RootCertStore::empty();
     roots.add(trusted.clone()).map_err(std::io::Error::other)?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
@@ -51,9 +53,14 @@ async fn healthz(addr: SocketAddr, trusted: &CertificateDer<'static>) -> std::io
         .with_no_client_auth();
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").map_err(std::io::Error::other)?;
-    let mut tls = TlsConnector::from(Arc::new(config))
+    TlsConnector::from(Arc::new(config))
         .connect(name, stream)
-        .await?;
+        .await
+}
+
+/// Connects trusting exactly `trusted`, sends GET /healthz, returns the status line.
+async fn healthz(addr: SocketAddr, trusted: &CertificateDer<'static>) -> std::io::Result<String> {
+    let mut tls = connect(addr, trusted).await?;
     tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await?;
     let mut response = String::new();
@@ -68,13 +75,7 @@ async fn serves_https_and_picks_up_a_renewed_certificate() {
     std::fs::create_dir_all(&dir).expect("dir");
     let first = write_certificate(&dir, "first");
     let addr = free_port();
-    let state = Arc::new(AppState {
-        cache: FederationCache::from_objects([]),
-        auth: Authorizer::None,
-        metrics: Arc::new(Metrics::new()),
-        clock: Arc::new(support::ManualClock::new()),
-        health: Default::default(),
-    });
+    let state = support::app_state(FederationCache::from_objects([]), Authorizer::None);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(
         ServeConfig {
@@ -123,5 +124,43 @@ async fn serves_https_and_picks_up_a_renewed_certificate() {
         .await
         .expect("server task")
         .expect("server stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Silent clients, before and after the TLS handshake, are closed after the header timeout
+/// (made short here; the flag-less default is 10 s).
+#[tokio::test]
+async fn silent_clients_are_closed_before_and_after_the_tls_handshake() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("fc-https-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cert = write_certificate(&dir, "silent");
+    let addr = free_port();
+    let state = support::app_state(FederationCache::from_objects([]), Authorizer::None);
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    };
+    let tls = Some((dir.join("tls.crt"), dir.join("tls.key")));
+    support::spawn_server(addr, tls, limits, state);
+    let mut handshaken = Err(std::io::Error::other("not tried"));
+    for _ in 0..100 {
+        handshaken = connect(addr, &cert).await;
+        if handshaken.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut handshaken = handshaken.expect("the handshake succeeds");
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let patience = Duration::from_secs(20);
+    let mut buffer = Vec::new();
+    let after = tokio::time::timeout(patience, handshaken.read_to_end(&mut buffer)).await;
+    assert!(
+        after.is_ok(),
+        "closed after the handshake without a request"
+    );
+    let before = tokio::time::timeout(patience, silent.read_to_end(&mut buffer)).await;
+    assert!(before.is_ok(), "closed without a handshake");
     let _ = std::fs::remove_dir_all(&dir);
 }

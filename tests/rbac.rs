@@ -547,7 +547,7 @@ async fn reviews() -> Vec<Call> {
     );
     let auth = Authorizer::kubernetes(server.client());
     let who = auth
-        .authenticate(Some("token"))
+        .authenticate(Some("token"), None)
         .await
         .expect("reviewed")
         .expect("authenticated");

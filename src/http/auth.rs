@@ -2,8 +2,8 @@
 //! for `federationenablements`. Decisions are cached briefly so a burst costs one review.
 //! Tokens never appear in logs: the cache keys on their SHA-256.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -13,8 +13,13 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::PostParams;
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 
+pub use super::decisions::DECISION_TTL;
+use super::decisions::{DEFAULT_AUTH_CACHE_SIZE, Decisions};
+use super::quotas::{
+    DEFAULT_MAX_STREAMS_PER_USER, DEFAULT_TOKEN_REVIEWS_PER_SECOND, ReviewRate, StreamQuota,
+    StreamSlot,
+};
 use crate::api::GROUP;
 
 /// The caller, as the TokenReview told.
@@ -34,14 +39,36 @@ pub enum AuthError {
     InvalidToken,
     #[error("reviewing access with the API server: {0}")]
     Api(#[source] kube::Error),
+    #[error("too many token reviews from this address; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyReviews { retry_after: Duration },
+    #[error("{user} holds {max} live streams already: close one first")]
+    TooManyStreams { user: String, max: usize },
 }
 
-/// How long a decision is reused.
-pub const DECISION_TTL: Duration = Duration::from_secs(10);
-/// Entries kept at most before expired ones are swept.
-const CACHE_LIMIT: usize = 10_000;
+/// The bounds of `--auth=kubernetes`.
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    /// Decisions kept in each of the token and access caches (`--auth-cache-size`).
+    pub cache_size: usize,
+    /// Reviews of uncached tokens per second and client address, burst twice as many
+    /// (`--token-reviews-per-second`).
+    pub token_reviews_per_second: u32,
+    /// Live streams one user may hold open (`--http-max-streams-per-user`).
+    pub max_streams_per_user: usize,
+    /// The audience TokenReviews ask for (`--token-audience`); None: the API server's.
+    pub audience: Option<String>,
+}
 
-type Decisions<K, V> = Mutex<HashMap<K, (Instant, V)>>;
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            cache_size: DEFAULT_AUTH_CACHE_SIZE,
+            token_reviews_per_second: DEFAULT_TOKEN_REVIEWS_PER_SECOND,
+            max_streams_per_user: DEFAULT_MAX_STREAMS_PER_USER,
+            audience: None,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct AccessKey {
@@ -59,28 +86,44 @@ pub enum Authorizer {
 
 pub struct KubernetesAuth {
     client: Client,
+    audience: Option<String>,
     tokens: Decisions<[u8; 32], Option<Identity>>,
     access: Decisions<AccessKey, bool>,
+    review_rate: ReviewRate,
+    streams: StreamQuota,
 }
 
 impl Authorizer {
+    /// Kubernetes reviews with the default [`AuthConfig`].
     pub fn kubernetes(client: Client) -> Self {
+        Self::kubernetes_with(client, AuthConfig::default())
+    }
+
+    pub fn kubernetes_with(client: Client, config: AuthConfig) -> Self {
         Authorizer::Kubernetes(Box::new(KubernetesAuth {
             client,
-            tokens: Mutex::default(),
-            access: Mutex::default(),
+            audience: config.audience,
+            tokens: Decisions::new(config.cache_size),
+            access: Decisions::new(config.cache_size),
+            review_rate: ReviewRate::new(config.token_reviews_per_second),
+            streams: StreamQuota::new(config.max_streams_per_user),
         }))
     }
 
-    /// The caller; `Ok(None)` when authentication is off.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Option<Identity>, AuthError> {
+    /// The caller; `Ok(None)` when authentication is off. `from` is the client's address,
+    /// taken from its connection: reviews of tokens not in the cache are rate-limited by it.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        from: Option<IpAddr>,
+    ) -> Result<Option<Identity>, AuthError> {
         match self {
             Authorizer::None => Ok(None),
             Authorizer::Kubernetes(k) => {
                 let token = token
                     .filter(|t| !t.is_empty())
                     .ok_or(AuthError::MissingToken)?;
-                k.review_token(token)
+                k.review_token(token, from)
                     .await?
                     .map(Some)
                     .ok_or(AuthError::InvalidToken)
@@ -110,34 +153,41 @@ impl Authorizer {
             _ => Ok(true),
         }
     }
-}
 
-fn cached<K: Eq + std::hash::Hash, V: Clone>(decisions: &Decisions<K, V>, key: &K) -> Option<V> {
-    let decisions = decisions.lock().unwrap_or_else(|p| p.into_inner());
-    decisions
-        .get(key)
-        .filter(|(at, _)| at.elapsed() < DECISION_TTL)
-        .map(|(_, v)| v.clone())
-}
-
-fn remember<K: Eq + std::hash::Hash, V>(decisions: &Decisions<K, V>, key: K, value: V) {
-    let mut decisions = decisions.lock().unwrap_or_else(|p| p.into_inner());
-    if decisions.len() >= CACHE_LIMIT {
-        decisions.retain(|_, (at, _)| at.elapsed() < DECISION_TTL);
+    /// A slot for one more live stream of `who`; None when authentication is off (streams
+    /// are then not counted).
+    pub fn stream_slot(&self, who: Option<&Identity>) -> Result<Option<StreamSlot>, AuthError> {
+        match (self, who) {
+            (Authorizer::Kubernetes(k), Some(who)) => k
+                .streams
+                .take(&who.username)
+                .map(Some)
+                .ok_or_else(|| AuthError::TooManyStreams {
+                    user: who.username.clone(),
+                    max: k.streams.max(),
+                }),
+            _ => Ok(None),
+        }
     }
-    decisions.insert(key, (Instant::now(), value));
 }
 
 impl KubernetesAuth {
-    async fn review_token(&self, token: &str) -> Result<Option<Identity>, AuthError> {
+    async fn review_token(
+        &self,
+        token: &str,
+        from: Option<IpAddr>,
+    ) -> Result<Option<Identity>, AuthError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(decision) = cached(&self.tokens, &key) {
+        if let Some(decision) = self.tokens.get(&key) {
             return Ok(decision);
         }
+        self.review_rate
+            .take(from)
+            .map_err(|retry_after| AuthError::TooManyReviews { retry_after })?;
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),
-                audiences: None,
+                audiences: self.audience.clone().map(|audience| vec![audience]),
             },
             ..TokenReview::default()
         };
@@ -149,6 +199,12 @@ impl KubernetesAuth {
         let identity = reviewed
             .status
             .filter(|s| s.authenticated == Some(true))
+            // An authenticator that ignores the audience asked for says so by leaving it out.
+            .filter(|s| {
+                self.audience
+                    .as_ref()
+                    .is_none_or(|a| s.audiences.iter().flatten().any(|b| b == a))
+            })
             .and_then(|s| s.user)
             .map(|user| Identity {
                 username: user.username.unwrap_or_default(),
@@ -156,12 +212,12 @@ impl KubernetesAuth {
                 groups: user.groups.unwrap_or_default(),
                 extra: user.extra.unwrap_or_default(),
             });
-        remember(&self.tokens, key, identity.clone());
+        self.tokens.remember(key, identity.clone());
         Ok(identity)
     }
 
     async fn review_access(&self, key: AccessKey) -> Result<bool, AuthError> {
-        if let Some(decision) = cached(&self.access, &key) {
+        if let Some(decision) = self.access.get(&key) {
             return Ok(decision);
         }
         let review = SubjectAccessReview {
@@ -188,7 +244,7 @@ impl KubernetesAuth {
             .await
             .map_err(AuthError::Api)?;
         let allowed = reviewed.status.is_some_and(|s| s.allowed);
-        remember(&self.access, key, allowed);
+        self.access.remember(key, allowed);
         Ok(allowed)
     }
 }

@@ -16,7 +16,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
-    ApiError, AppState, json_response, listable_namespaces, parse_watch, stream, token, visible,
+    ApiError, AppState, ClientAddr, json_response, listable_namespaces, parse_watch, stream, token,
+    visible,
 };
 use crate::api::{FederationEnablement, JobPhase, StepStatus, SubJobType, TeardownStepType};
 
@@ -156,14 +157,15 @@ struct Rows {
 /// `deleted` rows (as the list route's stream).
 async fn rows(
     State(state): State<Arc<AppState>>,
+    ClientAddr(from): ClientAddr,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let watch = parse_watch(query.as_deref())?;
-    let who = state.auth.authenticate(token(&headers)).await?;
+    let who = state.auth.authenticate(token(&headers), from).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        let caller = stream::Caller::new(token(&headers), who);
+        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
         return Ok(stream::list(state.clone(), caller, allowed, row));
     }
     let items = state

@@ -14,6 +14,10 @@ pub mod codes {
     pub const UNAUTHORIZED: &str = "FED.4010001";
     pub const NOT_FOUND: &str = "FED.4040001";
     pub const NO_SUCH_ROUTE: &str = "FED.4040002";
+    /// The caller holds `--http-max-streams-per-user` live streams already.
+    pub const TOO_MANY_STREAMS: &str = "FED.4290001";
+    /// This address asked for more token reviews than `--token-reviews-per-second` allows.
+    pub const TOO_MANY_REVIEWS: &str = "FED.4290002";
     pub const INTERNAL: &str = "FED.5000001";
 }
 
@@ -23,6 +27,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +43,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -61,6 +68,19 @@ impl From<AuthError> for ApiError {
                 codes::UNAUTHORIZED,
                 error.to_string(),
             ),
+            AuthError::TooManyReviews { retry_after } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    codes::TOO_MANY_REVIEWS,
+                    error.to_string(),
+                )
+            },
+            AuthError::TooManyStreams { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                codes::TOO_MANY_STREAMS,
+                error.to_string(),
+            ),
             AuthError::Api(source) => {
                 warn!(error = %source, "access review failed");
                 ApiError::new(
@@ -75,13 +95,19 @@ impl From<AuthError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(
+        let mut response = json_response(
             self.status,
             &ErrorBody {
                 error_code: self.code,
                 error_msg: &self.message,
             },
-        )
+        );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

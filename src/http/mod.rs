@@ -6,9 +6,12 @@
 
 pub mod auth;
 pub mod cache;
+mod connections;
 mod dashboard;
+mod decisions;
 mod error;
 mod openapi;
+mod quotas;
 mod routes;
 mod serve;
 pub mod stream;
@@ -19,14 +22,17 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::health::WatchHealth;
 use crate::metrics::Metrics;
-pub use auth::{AuthError, Authorizer, Identity};
+pub use auth::{AuthConfig, AuthError, Authorizer, Identity};
 pub use cache::FederationCache;
+pub use connections::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};
+pub use decisions::{DECISION_TTL, DEFAULT_AUTH_CACHE_SIZE};
 pub use error::{ApiError, codes};
+pub use quotas::{DEFAULT_MAX_STREAMS_PER_USER, DEFAULT_TOKEN_REVIEWS_PER_SECOND};
 pub use routes::{DEFAULT_LIMIT, MAX_LIMIT, Page, parse_page, parse_watch, router, valid_fleet_id};
-pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve};
+pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve, serve_with_limits};
 
 use error::json_response;
-use routes::{listable_namespaces, token, visible};
+use routes::{ClientAddr, listable_namespaces, token, visible};
 
 /// What the handlers share.
 pub struct AppState {

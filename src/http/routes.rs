@@ -1,11 +1,14 @@
 //! The routes: federation progress and list, health, readiness, metrics, OpenAPI.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -45,11 +48,34 @@ async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     state
         .metrics
         .http_request(&route, response.status().as_u16(), started.elapsed());
+    // Federation data is for the caller alone and goes stale: no cache keeps it. Routes that
+    // chose their own policy (the dashboard's assets) keep it.
     response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The client's address, from its connection (`ConnectInfo`), never from a header; None when
+/// the router is driven without a listener (in-process tests).
+pub(super) struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
 }
 
 async fn no_such_route() -> ApiError {
@@ -154,6 +180,7 @@ pub fn parse_watch(query: Option<&str>) -> Result<bool, ApiError> {
 
 async fn progress(
     State(state): State<Arc<AppState>>,
+    ClientAddr(from): ClientAddr,
     Path(fleet): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -166,22 +193,23 @@ async fn progress(
             "clustergroupid must be 1-64 characters of lower-case letters, digits and '-'",
         ));
     }
-    let who = state.auth.authenticate(token(&headers)).await?;
-    let fe = state
-        .cache
-        .by_fleet(&fleet)
-        .ok_or_else(|| ApiError::not_found(&fleet))?;
-    let namespace = fe.namespace().unwrap_or_default();
-    // A caller who may not see it learns nothing, not even that it exists.
-    if !state
+    let who = state.auth.authenticate(token(&headers), from).await?;
+    let fe = state.cache.by_fleet(&fleet);
+    // A caller who may not see it learns nothing, not even that it exists; so a missing fleet
+    // costs the same access review as a forbidden one, and neither answer nor timing differs.
+    let (namespace, name) = match &fe {
+        Some(fe) => (Some(fe.namespace().unwrap_or_default()), fe.name_any()),
+        None => (None, fleet.clone()),
+    };
+    let allowed = state
         .auth
-        .may(who.as_ref(), "get", Some(&namespace), Some(&fe.name_any()))
-        .await?
-    {
+        .may(who.as_ref(), "get", namespace.as_deref(), Some(&name))
+        .await?;
+    let Some(fe) = fe.filter(|_| allowed) else {
         return Err(ApiError::not_found(&fleet));
-    }
+    };
     if watch {
-        let caller = stream::Caller::new(token(&headers), who);
+        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
         return Ok(stream::progress(state.clone(), fe, caller));
     }
     Ok(json_response(
@@ -268,17 +296,19 @@ pub(super) fn visible(
 
 async fn list(
     State(state): State<Arc<AppState>>,
+    ClientAddr(from): ClientAddr,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let page = parse_page(query.as_deref())?;
     let watch = parse_watch(query.as_deref())?;
-    let who = state.auth.authenticate(token(&headers)).await?;
+    let who = state.auth.authenticate(token(&headers), from).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
+        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
         return Ok(stream::list(
             state.clone(),
-            stream::Caller::new(token(&headers), who),
+            caller,
             allowed,
             wire::federation_item,
         ));

@@ -1,11 +1,16 @@
-//! Serving the router over HTTP or HTTPS, with the certificate reloaded when its files change.
+//! Serving the router over HTTP or HTTPS, with the certificate reloaded when its files change,
+//! within the bounds of `connections.rs`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tracing::{info, warn};
+
+use super::connections::{Admission, ConnectionLimits};
 
 /// Where and how to serve.
 pub struct ServeConfig {
@@ -19,9 +24,20 @@ pub struct ServeConfig {
 /// The default of [`ServeConfig::reload_every`].
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, with the default [`ConnectionLimits`].
 pub async fn serve(
     config: ServeConfig,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_limits(config, ConnectionLimits::default(), app, shutdown).await
+}
+
+/// Serves until `shutdown` resolves. Handlers see the client's address as
+/// `ConnectInfo<SocketAddr>`, taken from the accepted connection.
+pub async fn serve_with_limits(
+    config: ServeConfig,
+    limits: ConnectionLimits,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -31,14 +47,16 @@ pub async fn serve(
         shutdown.await;
         stopper.graceful_shutdown(Some(Duration::from_secs(10)));
     });
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let admission = Admission::new(limits);
     match config.tls {
         None => {
             info!(addr = %config.addr, "serving HTTP");
-            axum_server::bind(config.addr)
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::bind(config.addr)
+                .acceptor(admission)
+                .handle(handle);
+            time_out_headers(server.http_builder(), limits);
+            server.serve(service).await
         }
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key).await?;
@@ -49,12 +67,24 @@ pub async fn serve(
                 config.reload_every,
             ));
             info!(addr = %config.addr, "serving HTTPS");
-            axum_server::bind_rustls(config.addr, tls)
-                .handle(handle)
-                .serve(service)
-                .await
+            let mut server = axum_server::bind_rustls(config.addr, tls)
+                .map(|tls| {
+                    tls.handshake_timeout(limits.header_read_timeout)
+                        .acceptor(admission)
+                })
+                .handle(handle);
+            time_out_headers(server.http_builder(), limits);
+            server.serve(service).await
         }
     }
+}
+
+/// hyper closes an HTTP/1 connection whose request headers take longer than the limit.
+fn time_out_headers(builder: &mut Builder<TokioExecutor>, limits: ConnectionLimits) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
 }
 
 /// Polls the files' modification times and reloads the certificate when either changes.

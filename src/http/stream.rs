@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,9 +16,10 @@ use futures::Stream;
 use kube::ResourceExt;
 use tokio::time::Instant;
 
-use super::auth::DECISION_TTL;
 use super::cache::ChangeSet;
-use super::{AppState, Identity, wire};
+use super::decisions::DECISION_TTL;
+use super::quotas::StreamSlot;
+use super::{AppState, AuthError, Identity, wire};
 use crate::api::{FederationEnablement, FederationEnablementStatus, JobPhase};
 
 type Key = (String, String);
@@ -30,9 +32,15 @@ fn sse<S>(stream: S) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    Sse::new(stream)
+    let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
-        .into_response()
+        .into_response();
+    // axum says `no-cache`; federation data must not be kept at all.
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
 /// `body` as JSON; our wire types always serialize, `{}` is only a guard.
@@ -53,16 +61,28 @@ pub struct Caller {
     /// Kept to review it again: a revoked or expired token must not keep its streams.
     token: Option<String>,
     who: Option<Identity>,
+    /// The client's address, for the rate of token reviews.
+    from: Option<IpAddr>,
     checked: Instant,
+    /// The user's stream slot, given back when the stream is dropped.
+    _slot: Option<StreamSlot>,
 }
 
 impl Caller {
-    pub fn new(token: Option<&str>, who: Option<Identity>) -> Self {
-        Caller {
+    /// The caller of a new stream, if they may open one more (`--http-max-streams-per-user`).
+    pub fn admit(
+        state: &AppState,
+        token: Option<&str>,
+        who: Option<Identity>,
+        from: Option<IpAddr>,
+    ) -> Result<Self, AuthError> {
+        Ok(Caller {
+            _slot: state.auth.stream_slot(who.as_ref())?,
             token: token.map(str::to_string),
             who,
+            from,
             checked: Instant::now(),
-        }
+        })
     }
 
     /// Whether the cached decisions may have expired (never, with authentication off).
@@ -75,7 +95,7 @@ impl Caller {
     async fn token_still_valid(&mut self, state: &AppState) -> bool {
         self.checked = Instant::now();
         matches!(
-            state.auth.authenticate(self.token.as_deref()).await,
+            state.auth.authenticate(self.token.as_deref(), self.from).await,
             Ok(Some(who)) if Some(&who) == self.who.as_ref()
         )
     }

@@ -7,6 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use federation_controller::api::FederationEnablement;
 use federation_controller::controller::{self, Clock, Context};
+use federation_controller::http::{
+    AppState, Authorizer, ConnectionLimits, FederationCache, ServeConfig, router, serve_with_limits,
+};
+use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
 use federation_controller::subjobs::Executors;
 use jiff::{SignedDuration, Timestamp};
@@ -20,6 +24,38 @@ pub const NS: &str = "team-a";
 pub const NAME: &str = "fleet-a";
 pub const FE_PATH: &str =
     "/apis/federation.fleet.dev/v1alpha1/namespaces/team-a/federationenablements/fleet-a";
+
+/// The HTTP API's state over `cache`, checked by `auth`, on a manual clock.
+pub fn app_state(cache: FederationCache, auth: Authorizer) -> Arc<AppState> {
+    Arc::new(AppState {
+        cache,
+        auth,
+        metrics: Arc::new(Metrics::new()),
+        clock: Arc::new(ManualClock::new()),
+        health: Default::default(),
+    })
+}
+
+/// Serves the router of `state` on `addr` (HTTPS with `tls`: certificate and key files) within
+/// `limits`, until the test ends.
+pub fn spawn_server(
+    addr: std::net::SocketAddr,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    limits: ConnectionLimits,
+    state: Arc<AppState>,
+) {
+    let config = ServeConfig {
+        addr,
+        tls,
+        reload_every: std::time::Duration::from_secs(3600),
+    };
+    tokio::spawn(serve_with_limits(
+        config,
+        limits,
+        router(state),
+        std::future::pending(),
+    ));
+}
 
 /// A clock the test moves by hand.
 #[derive(Clone)]
