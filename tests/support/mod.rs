@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use federation_controller::api::FederationEnablement;
+use federation_controller::chart_source::ChartDefaults;
 use federation_controller::controller::{self, Clock, Context};
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
 use federation_controller::subjobs::Executors;
@@ -50,6 +51,12 @@ pub fn policy() -> Policy {
         allowed_installer_roles: vec!["federation-chart-installer".to_string()],
         allow_cluster_scoped_charts: false,
         allow_foreign_control_plane_namespaces: false,
+        // Every repository the tests name: a repository outside the allowlist is refused.
+        allowed_chart_repositories: vec![
+            "oci://registry.example/charts".to_string(),
+            "https://charts.example".to_string(),
+        ],
+        chart_defaults: ChartDefaults::default(),
         watch_namespace: None,
     }
 }
@@ -101,7 +108,10 @@ impl Harness {
 
     /// A new controller process on an existing cluster.
     pub fn with_server(server: FakeApiServer, policy: Policy) -> Self {
-        Self::build(server, policy, Executors::kubernetes)
+        let chart_defaults = policy.chart_defaults.clone();
+        Self::build(server, policy, move |client| {
+            Executors::kubernetes(client, chart_defaults)
+        })
     }
 
     pub fn with_executors(
