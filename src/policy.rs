@@ -1,5 +1,6 @@
 //! Gates checked before a job creates anything: the controller's allowlists (so a user who may
-//! create an enablement cannot escalate through it) and the one-enablement-per-fleet rule.
+//! create an enablement cannot escalate through it), what this controller cannot do yet (the
+//! Karmada chart profile), and the one-enablement-per-fleet rule.
 
 use kube::ResourceExt;
 
