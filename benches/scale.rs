@@ -201,6 +201,7 @@ async fn main() {
         .args(["--simulated-delay-ms", &delay_ms.to_string()])
         .args(["--concurrency", &concurrency.to_string()])
         .args(["--namespace", &namespace, "--http-addr", &addr.to_string()])
+        .arg("--allowed-chart-repositories=oci://registry.example/charts")
         .env("KUBECONFIG", &server.kubeconfig)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -46,6 +46,7 @@ say "starting the controller with --executors=simulated"
 echo "This API server serves custom resources only (no nodes, Services, Secrets or Jobs), so the"
 echo "subjobs are simulated: each succeeds after a delay and creates nothing outside the status."
 "$binary" run --executors=simulated --simulated-delay-ms=1500 --auth=none \
+  --allowed-chart-repositories=oci://registry.example.com/charts,https://charts.example.com \
   --http-addr "127.0.0.1:$port" >"${kubeconfig%/*}/controller.log" 2>&1 &
 controller_pid=$!
 for _ in $(seq 100); do

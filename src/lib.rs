@@ -1,6 +1,7 @@
 //! federation-controller: enables multi-cluster federation for a fleet and reports its progress.
 
 pub mod api;
+pub mod chart_source;
 pub mod clock;
 pub mod controller;
 pub mod crd;

@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use federation_controller::api::{FederationEnablement, SubJobType};
+use federation_controller::chart_source::{
+    ChartDefaults, DEFAULT_CHART_NAME, DEFAULT_CHART_REPOSITORY, DEFAULT_CHART_VERSION,
+};
 use federation_controller::clock::SystemClock;
 use federation_controller::controller;
 use federation_controller::health::{DEFAULT_WATCH_STALL, WatchBackoff, WatchHealth};
@@ -18,7 +21,7 @@ use federation_controller::http::{
 };
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
-use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
+use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy, parse_repository_url};
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
 use kube::Api;
@@ -191,6 +194,20 @@ struct RunArgs {
         default_value_t = false
     )]
     allow_foreign_control_plane_namespaces: bool,
+    /// Chart repository of an enablement whose spec names none (the Karmada profile's).
+    #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_REPOSITORY", default_value = DEFAULT_CHART_REPOSITORY, value_parser = parse_repository_url)]
+    default_chart_repository: String,
+    /// Chart name of an enablement whose spec names none.
+    #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_NAME", default_value = DEFAULT_CHART_NAME)]
+    default_chart_name: String,
+    /// Chart version of an enablement whose spec names none; a new value applies to new runs
+    /// only (a spec change or a retry), never to a run already started.
+    #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_VERSION", default_value = DEFAULT_CHART_VERSION)]
+    default_chart_version: String,
+    /// Chart repositories enablements may name besides the default one (comma-separated
+    /// `https://`, `oci://` or `http://` URLs; each allows the paths under it).
+    #[arg(long, env = "FEDERATION_CONTROLLER_ALLOWED_CHART_REPOSITORIES", value_delimiter = ',', value_parser = parse_repository_url)]
+    allowed_chart_repositories: Vec<String>,
     /// Log format.
     #[arg(
         long,
@@ -337,7 +354,7 @@ fn authorizer(args: &RunArgs, client: &kube::Client) -> Authorizer {
 
 fn executors(args: &RunArgs, client: &kube::Client) -> Executors {
     match args.executors {
-        ExecutorKind::Kubernetes => Executors::kubernetes(client.clone()),
+        ExecutorKind::Kubernetes => Executors::kubernetes(client.clone(), chart_defaults(args)),
         ExecutorKind::Simulated => {
             let mut config =
                 SimulatedConfig::uniform(Duration::from_millis(args.simulated_delay_ms));
@@ -362,7 +379,17 @@ fn policy(args: &RunArgs) -> Policy {
         allowed_installer_roles: args.allowed_installer_roles.clone(),
         allow_cluster_scoped_charts: args.allow_cluster_scoped_charts,
         allow_foreign_control_plane_namespaces: args.allow_foreign_control_plane_namespaces,
+        allowed_chart_repositories: args.allowed_chart_repositories.clone(),
+        chart_defaults: chart_defaults(args),
         watch_namespace: args.namespace.clone(),
+    }
+}
+
+fn chart_defaults(args: &RunArgs) -> ChartDefaults {
+    ChartDefaults {
+        repository: args.default_chart_repository.clone(),
+        name: args.default_chart_name.clone(),
+        version: args.default_chart_version.clone(),
     }
 }
 

@@ -1,9 +1,11 @@
 //! Gates checked before a job creates anything: the controller's allowlists (so a user who may
-//! create an enablement cannot escalate through it) and the one-enablement-per-fleet rule.
+//! create an enablement cannot escalate through it), what this controller cannot do yet (the
+//! Karmada chart profile), and the one-enablement-per-fleet rule.
 
 use kube::ResourceExt;
 
-use crate::api::FederationEnablement;
+use crate::api::{Chart, ChartProfile, FederationEnablement};
+use crate::chart_source::ChartDefaults;
 use crate::job::{Blocked, reasons};
 // The owner rule lives with the types: the terminal view finds a fleet's enablement by it too.
 pub use federation_api::fleet::{FleetSeniority, fleet_owner, fleet_seniority};
@@ -16,6 +18,11 @@ pub struct Policy {
     pub allowed_installer_roles: Vec<String>,
     pub allow_cluster_scoped_charts: bool,
     pub allow_foreign_control_plane_namespaces: bool,
+    /// Chart repositories besides the default one (`--allowed-chart-repositories`), each
+    /// allowing itself and the paths under it.
+    pub allowed_chart_repositories: Vec<String>,
+    /// The chart of the Karmada profile (`--default-chart-*`); its repository is always allowed.
+    pub chart_defaults: ChartDefaults,
     /// The controller watches only this namespace (`--namespace`).
     pub watch_namespace: Option<String>,
 }
@@ -34,12 +41,9 @@ impl Policy {
         let own_namespace = enablement.namespace().unwrap_or_default();
         let spec = &enablement.spec;
         let chart = &spec.chart;
-        let not_allowed = |message: String| {
-            Some(Blocked {
-                reason: reasons::NOT_ALLOWED,
-                message,
-            })
-        };
+        if let Some(blocked) = self.check_repository(chart) {
+            return Some(blocked);
+        }
         if let Some(image) = &chart.runner_image
             && !self.allowed_runner_images.contains(image)
         {
@@ -84,7 +88,91 @@ impl Policy {
                 ));
             }
         }
-        None
+        karmada_not_implemented(chart)
+    }
+
+    /// `NotAllowed` unless the chart's repository (the default one when absent) is the default
+    /// repository or under an entry of `--allowed-chart-repositories`.
+    fn check_repository(&self, chart: &Chart) -> Option<Blocked> {
+        let repository = self.chart_defaults.repository(chart);
+        let default = &self.chart_defaults.repository;
+        if same_repository(repository, default)
+            || repository_allowed(repository, &self.allowed_chart_repositories)
+        {
+            return None;
+        }
+        not_allowed(format!(
+            "chart.repository {repository:?} is neither the controller's --default-chart-repository \
+             nor under one of its --allowed-chart-repositories"
+        ))
+    }
+}
+
+fn not_allowed(message: String) -> Option<Blocked> {
+    Some(Blocked {
+        reason: reasons::NOT_ALLOWED,
+        message,
+    })
+}
+
+/// The Karmada profile needs the Karmada values, certificates and kubeconfig, which this
+/// controller does not make yet: it refuses rather than installing a half-configured chart.
+fn karmada_not_implemented(chart: &Chart) -> Option<Blocked> {
+    (chart.resolved_profile() == ChartProfile::Karmada).then(|| Blocked {
+        reason: reasons::NOT_IMPLEMENTED,
+        message: "the Karmada chart profile is not wired yet in this controller; to install a \
+                  chart of your own, set chart.profile: Generic with chart.repository, chart.name \
+                  and chart.version (the chart gets the controller's facts under `federation`)"
+            .to_string(),
+    })
+}
+
+/// Equal but for trailing slashes.
+fn same_repository(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Whether `repository` is an entry of `allowed` or under one, on a `/` boundary
+/// (`https://charts.example/team` allows `https://charts.example/team/x`, not
+/// `https://charts.example/team-x`). A repository with a dot segment (`..`), an encoded one,
+/// a query or a fragment is never allowed: it could leave the prefix once a client resolves it.
+pub fn repository_allowed(repository: &str, allowed: &[String]) -> bool {
+    let lower = repository.to_ascii_lowercase();
+    let escapes = repository
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+        || lower.contains("%2e")
+        || lower.contains("%2f")
+        || repository.contains(['?', '#', '\\']);
+    if escapes {
+        return false;
+    }
+    let repository = repository.trim_end_matches('/');
+    allowed.iter().any(|entry| {
+        let entry = entry.trim_end_matches('/');
+        repository
+            .strip_prefix(entry)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// A repository flag (`--default-chart-repository`, an entry of `--allowed-chart-repositories`):
+/// an `https://`, `oci://` or `http://` URL with a host.
+pub fn parse_repository_url(entry: &str) -> Result<String, String> {
+    let rest = ["https://", "oci://", "http://"]
+        .iter()
+        .find_map(|scheme| entry.strip_prefix(scheme));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(entry.to_string())
+        }
+        _ => Err(format!(
+            "{entry:?} is not an https://, oci:// or http:// URL with a host"
+        )),
     }
 }
 
@@ -122,6 +210,8 @@ mod tests {
             allowed_installer_roles: vec!["federation-chart-installer".to_string()],
             allow_cluster_scoped_charts: false,
             allow_foreign_control_plane_namespaces: false,
+            allowed_chart_repositories: vec!["oci://r.example/c".to_string()],
+            chart_defaults: ChartDefaults::default(),
             watch_namespace: None,
         }
     }
@@ -189,6 +279,83 @@ mod tests {
             None,
             "naming its own namespace is not foreign"
         );
+    }
+
+    #[test]
+    fn a_repository_outside_the_allowlist_is_not_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.chart.repository = Some("https://evil.example/charts".into());
+        let blocked = policy().check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(blocked.message.contains("https://evil.example/charts"));
+        fe.spec.chart.repository = Some("oci://r.example/c/".into());
+        assert_eq!(policy().check(&fe), None, "a trailing slash is the same");
+    }
+
+    #[test]
+    fn repositories_match_an_entry_as_a_prefix_on_a_slash_boundary() {
+        let allowed = ["https://charts.example/team/".to_string()];
+        for ok in [
+            "https://charts.example/team",
+            "https://charts.example/team/",
+            "https://charts.example/team/sub",
+        ] {
+            assert!(repository_allowed(ok, &allowed), "{ok}");
+        }
+        for refused in [
+            "https://charts.example/team-evil",
+            "https://charts.example/teamx/sub",
+            "https://charts.example",
+            "http://charts.example/team",
+            "https://charts.example/team/../evil",
+            "https://charts.example/team/%2E%2E/evil",
+            "https://charts.example/team?x=1",
+            "https://charts.example.evil.example/team",
+        ] {
+            assert!(!repository_allowed(refused, &allowed), "{refused}");
+        }
+        assert!(!repository_allowed("https://charts.example/team", &[]));
+    }
+
+    #[test]
+    fn the_default_repository_is_always_allowed_and_its_profile_is_not_implemented() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.chart = Chart::default();
+        let mut policy = policy();
+        policy.allowed_chart_repositories.clear();
+        let blocked = policy.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotImplemented");
+        assert!(blocked.message.contains("chart.profile: Generic"));
+        fe.spec.chart.repository = Some(policy.chart_defaults.repository.clone());
+        fe.spec.chart.name = Some("karmada".into());
+        fe.spec.chart.version = Some("v1.18.1".into());
+        assert_eq!(
+            policy.check(&fe),
+            None,
+            "Generic from the default repository"
+        );
+        fe.spec.chart.profile = Some(ChartProfile::Karmada);
+        assert_eq!(policy.check(&fe).map(|b| b.reason), Some("NotImplemented"));
+    }
+
+    #[test]
+    fn allowed_repository_entries_are_urls_with_a_host() {
+        for ok in [
+            "https://charts.example/x",
+            "oci://r.example",
+            "http://10.0.0.1:8080",
+        ] {
+            assert_eq!(parse_repository_url(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "charts.example",
+            "ftp://x",
+            "https://",
+            "oci:///x",
+            "https://a b",
+        ] {
+            assert!(parse_repository_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ const VARIANTS: [&[&str]; 4] = [
         "replicas=1",
         "auth=none",
         "extraArgs={--executors=simulated,--simulated-delay-ms=50}",
+        "allowedChartRepositories={https://charts.example/team,oci://registry.example/charts}",
     ],
 ];
 
@@ -371,6 +372,9 @@ fn defaults_run_two_hardened_replicas_with_leader_election_and_probes() {
             "--token-reviews-per-second=20",
             "--allowed-runner-images=docker.io/alpine/helm:3.16.4",
             "--allowed-installer-roles=federation-chart-installer",
+            "--default-chart-repository=https://raw.githubusercontent.com/karmada-io/karmada/master/charts",
+            "--default-chart-name=karmada",
+            "--default-chart-version=v1.18.1",
             "--leader-elect",
             "--leader-elect-lease-name=federation-controller",
             "--leader-elect-lease-duration=15",
@@ -548,6 +552,8 @@ fn allowlists_become_flags_and_the_controller_may_bind_only_the_allowed_roles() 
         "allowedInstallerRoles={federation-chart-installer,wide-installer}",
         "allowClusterScopedCharts=true",
         "allowForeignControlPlaneNamespaces=true",
+        "allowedChartRepositories={https://charts.example/team,oci://registry.example/charts}",
+        "defaultChartVersion=v1.19.0",
     ]) else {
         return;
     };
@@ -555,6 +561,8 @@ fn allowlists_become_flags_and_the_controller_may_bind_only_the_allowed_roles() 
     for arg in [
         "--allowed-runner-images=registry.example/helm:3.17.3,docker.io/alpine/helm:3.16.4",
         "--allowed-installer-roles=federation-chart-installer,wide-installer",
+        "--allowed-chart-repositories=https://charts.example/team,oci://registry.example/charts",
+        "--default-chart-version=v1.19.0",
         "--allow-cluster-scoped-charts",
         "--allow-foreign-control-plane-namespaces",
     ] {

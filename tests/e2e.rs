@@ -160,6 +160,8 @@ impl Fixture {
                 &self.http.to_string(),
                 "--namespace",
                 &self.namespace,
+                // The repository of `Fixture::enablement`.
+                "--allowed-chart-repositories=oci://registry.example/charts",
             ])
             .args(&self.extra_args)
             .env("KUBECONFIG", &self.env.kubeconfig)
@@ -630,11 +632,49 @@ fn invalid_specs_are_refused_at_kubectl_apply() {
         "40 characters",
     );
 
+    refused(
+        f.enablement(
+            "generic-without-a-chart",
+            "e2e-bad",
+            json!({"chart": {"profile": "Generic", "name": "c", "version": "1"}}),
+        ),
+        "the Generic chart profile requires",
+    );
+    refused(
+        f.enablement(
+            "repository-only",
+            "e2e-bad",
+            json!({"chart": {"repository": "oci://registry.example/charts"}}),
+        ),
+        "the Generic chart profile requires",
+    );
+
     f.create(&f.enablement("fixed-fleet", "e2e-fixed", json!({})));
     refused(
         f.enablement("fixed-fleet", "e2e-other", json!({})),
         "clusterGroupID is immutable",
     );
+}
+
+#[test]
+fn an_enablement_without_a_chart_gets_the_karmada_profile_which_is_not_implemented_yet() {
+    let Some(env) = env() else { return };
+    let f = Fixture::new(env, "karmada", &[]);
+    let mut manifest = f.enablement("fleet-karmada", "e2e-karmada", json!({}));
+    manifest["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("chart");
+    f.create(&manifest);
+    let failed = f.wait_phase("fleet-karmada", "Failed", MINUTE);
+    assert_eq!(failed["reason"], "NotImplemented");
+    let stored = f.get("fleet-karmada").expect("stored");
+    assert_eq!(
+        stored["spec"]["chart"],
+        json!({"clusterScoped": false, "installerClusterRole": "federation-chart-installer"}),
+        "chart defaulted to {{}} by the API server, then its fields' defaults"
+    );
+    assert_eq!(sub_job(&failed, "CreateNode")["phase"], "Pending");
 }
 
 #[test]

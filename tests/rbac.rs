@@ -637,7 +637,7 @@ async fn watches(policy: Policy) -> Vec<Call> {
     };
     let running = tokio::spawn(controller::run(
         client.clone(),
-        Executors::kubernetes(client),
+        Executors::kubernetes(client, policy.chart_defaults.clone()),
         policy,
         1,
         Arc::new(Metrics::new()),

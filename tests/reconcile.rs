@@ -371,9 +371,14 @@ async fn runner_image_outside_the_allowlist_fails_at_once_and_creates_nothing() 
         json!({"chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3", "runnerImage": "evil/helm"}}),
     );
     h.reconcile(FE_PATH).await;
+    assert_refused_creating_nothing(&h, "NotAllowed", "evil/helm");
+}
+
+/// The calls of a reconcile that refuses: read nothing else, write the finalizer and the status.
+fn assert_refused_creating_nothing(h: &Harness, reason: &str, in_message: &str) {
     let calls = h.server.take_calls();
     assert_eq!(
-        writes(&calls),
+        lines(&calls),
         vec![
             format!("PATCH {FE_PATH}"),
             format!("PATCH {FE_PATH}/status")
@@ -382,14 +387,70 @@ async fn runner_image_outside_the_allowlist_fails_at_once_and_creates_nothing() 
     let status = h.status(FE_PATH);
     assert_eq!(
         (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some(reason))
+    );
+    let message = status["message"].as_str().expect("message");
+    assert!(message.contains(in_message), "{message}");
+    assert_eq!(
+        h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
+        "Pending"
+    );
+}
+
+#[tokio::test]
+async fn chart_repository_outside_the_allowlist_fails_at_once_and_creates_nothing() {
+    let h = setup(
+        json!({"chart": {"repository": "https://charts.example-evil.test/x", "name": "federation", "version": "1.2.3"}}),
+    );
+    h.reconcile(FE_PATH).await;
+    assert_refused_creating_nothing(&h, "NotAllowed", "https://charts.example-evil.test/x");
+    h.reconcile(FE_PATH).await;
+    assert_eq!(lines(&h.server.take_calls()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn chart_repository_is_checked_again_on_every_reconcile() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["phase"], "Running");
+    let jobs = h.server.paths(JOBS);
+
+    // The controller restarts without that repository in --allowed-chart-repositories.
+    let mut narrower = policy();
+    narrower.allowed_chart_repositories = vec!["https://charts.example".to_string()];
+    let restarted = Harness::with_server(h.server.clone(), narrower);
+    restarted.sync_store(&[FE_PATH]);
+    restarted.server.take_calls();
+    restarted.reconcile(FE_PATH).await;
+    let calls = restarted.server.take_calls();
+    assert_eq!(writes(&calls), vec![format!("PATCH {FE_PATH}/status")]);
+    let status = restarted.status(FE_PATH);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
         (Some("Failed"), Some("NotAllowed"))
     );
-    assert!(
-        status["message"]
-            .as_str()
-            .expect("message")
-            .contains("evil/helm")
-    );
+    assert_eq!(restarted.server.paths(JOBS), jobs, "nothing new");
+}
+
+#[tokio::test]
+async fn simulated_executors_refuse_a_chart_repository_outside_the_allowlist_too() {
+    use federation_controller::subjobs::Executors;
+    use federation_controller::subjobs::simulated::SimulatedConfig;
+    let h = Harness::with_executors(policy(), |_| {
+        Executors::simulated(SimulatedConfig::uniform(Duration::ZERO))
+    });
+    let chart = json!({"chart": {"repository": "oci://elsewhere.example/charts", "name": "federation", "version": "1.2.3"}});
+    h.server.insert(enablement_json(NAME, NS, "fleet-a", chart));
+    h.sync_store(&[FE_PATH]);
+    h.reconcile(FE_PATH).await;
+    assert_refused_creating_nothing(&h, "NotAllowed", "oci://elsewhere.example/charts");
+}
+
+#[tokio::test]
+async fn karmada_profile_fails_not_implemented_and_creates_nothing() {
+    let h = setup(json!({"chart": {}}));
+    h.reconcile(FE_PATH).await;
+    assert_refused_creating_nothing(&h, "NotImplemented", "profile: Generic");
 }
 
 #[tokio::test]
@@ -759,6 +820,14 @@ async fn simulated_executors_run_the_whole_job_and_write_only_the_enablement() {
         (status["phase"].as_str(), status["progress"].as_str()),
         (Some("Success"), Some("4/4"))
     );
+    assert_eq!(
+        (
+            status["controlPlaneNamespace"].as_str(),
+            status["chartVersion"].as_str()
+        ),
+        (Some(NS), Some("1.2.3"))
+    );
+    assert_eq!(status.get("kubeconfigSecretName"), None);
     assert_eq!(
         h.sub_job(FE_PATH, "CreateNetworkResource")["extendParam"]["JobExtendParamKeyElbID"],
         "69694819-67dc-44ac-ab6e-9b18087c5c4c"

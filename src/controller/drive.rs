@@ -110,6 +110,13 @@ impl Machine for JobMachine<'_> {
     ) -> Decision {
         let input = JobInput {
             spec: &self.fe.spec,
+            control_plane_namespace: &self.control_plane_namespace,
+            chart_version: self
+                .ctx
+                .policy
+                .chart_defaults
+                .resolve(&self.fe.spec.chart)
+                .version,
             generation: self.fe.meta().generation,
             retry_annotation: self
                 .fe

@@ -120,6 +120,8 @@ pub struct RunFacts {
     pub spec_hash: String,
     /// `host:port` of the federation API server, once CreateNetworkResource found it.
     pub endpoint: Option<String>,
+    /// The chart version InstallFederationChart pinned when it started in this run.
+    pub chart_version: Option<String>,
 }
 
 impl RunFacts {
@@ -131,6 +133,7 @@ impl RunFacts {
                 .to_string(),
             spec_hash: status.spec_hash.clone().unwrap_or_default(),
             endpoint: status.endpoint().map(str::to_string),
+            chart_version: status.pinned_chart_version().map(str::to_string),
         }
     }
 }

@@ -17,7 +17,8 @@ use super::{
     spec_hash,
 };
 use crate::api::{
-    FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
+    EXTEND_PARAM_CHART_VERSION, FederationEnablementSpec, FederationEnablementStatus, JobPhase,
+    SubJobPhase, SubJobType,
 };
 
 /// What the controller knows of the control-plane namespace before a subjob may start.
@@ -36,6 +37,11 @@ pub enum NamespaceState {
 #[derive(Clone, Debug)]
 pub struct JobInput<'a> {
     pub spec: &'a FederationEnablementSpec,
+    /// Where the control plane runs (`status.controlPlaneNamespace`).
+    pub control_plane_namespace: &'a str,
+    /// The chart version a run starting now installs: `chart.version`, or the controller's
+    /// default. InstallFederationChart pins it when it starts, for the rest of the run.
+    pub chart_version: &'a str,
     pub generation: Option<i64>,
     pub retry_annotation: Option<&'a str>,
     pub blocked: Option<Blocked>,
@@ -110,6 +116,8 @@ impl<'a> Round<'a> {
             for sub_job in &mut self.status.sub_jobs {
                 if sub_job.phase == SubJobPhase::Failed {
                     step::reset_failed(sub_job);
+                    // A retry installs what the controller would install now.
+                    sub_job.extend_param.remove(EXTEND_PARAM_CHART_VERSION);
                     sub_job.update_time = Some(micro(self.now));
                 }
             }
@@ -268,6 +276,12 @@ impl<'a> Round<'a> {
             }
             let sub_job = &mut self.status.sub_jobs[index];
             step::start_attempt(sub_job, self.now);
+            if type_ == SubJobType::InstallFederationChart {
+                sub_job
+                    .extend_param
+                    .entry(EXTEND_PARAM_CHART_VERSION.to_string())
+                    .or_insert_with(|| self.input.chart_version.to_string());
+            }
             self.transitions.push(Transition::SubJobStarted(type_));
             self.commands.push(attempt_command(sub_job, self.timeout));
         }
@@ -278,6 +292,7 @@ impl<'a> Round<'a> {
     fn finish(mut self, current: &FederationEnablementStatus, round: MaintenanceRound) -> Decision {
         let namespace_ready = self.namespace_ready();
         settle_job(&mut self.status, self.input, namespace_ready, self.now);
+        record_control_plane(&mut self.status, self.input);
         match self.status.phase {
             Some(JobPhase::Success) if current.phase != Some(JobPhase::Success) => {
                 self.transitions.push(Transition::JobSucceeded)
@@ -372,6 +387,24 @@ fn start_job_run(
         .into_iter()
         .map(|t| step::new_step(t, new_uid(), now))
         .collect();
+}
+
+/// Where the control plane runs, and the chart version once InstallFederationChart succeeded
+/// (pinned when it started; runs started before pins existed installed `chart.version`).
+fn record_control_plane(status: &mut FederationEnablementStatus, input: &JobInput<'_>) {
+    status.control_plane_namespace = Some(input.control_plane_namespace.to_string());
+    let installed = status
+        .sub_job(SubJobType::InstallFederationChart)
+        .filter(|s| s.phase == SubJobPhase::Success)
+        .map(|_| {
+            status
+                .pinned_chart_version()
+                .unwrap_or(input.chart_version)
+                .to_string()
+        });
+    if installed.is_some() {
+        status.chart_version = installed;
+    }
 }
 
 /// Derives the job's phase, reason, message, progress and times from its subjobs.

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::api::{
-    Chart, FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
-    TeardownStepType,
+    Chart, ChartProfile, FederationEnablementSpec, FederationEnablementStatus, JobPhase,
+    SubJobPhase, SubJobType, TeardownStepType,
 };
 
 use SubJobType::{CreateCert, CreateNetworkResource, CreateNode, InstallFederationChart};
@@ -44,6 +44,8 @@ struct Harness {
     retry: Option<String>,
     blocked: Option<Blocked>,
     namespace_ready: bool,
+    /// The version a run starting now would install (the controller's default, or the spec's).
+    chart_version: String,
     poll: PollIntervals,
     ids: Ids,
 }
@@ -56,6 +58,7 @@ impl Harness {
             retry: None,
             blocked: None,
             namespace_ready: true,
+            chart_version: "1.2.3".into(),
             poll: PollIntervals::default(),
             ids: Ids(0),
         }
@@ -64,6 +67,8 @@ impl Harness {
     fn step(&mut self, now: Timestamp, observations: &[(SubJobType, Observation)]) -> Decision {
         let input = JobInput {
             spec: &self.spec,
+            control_plane_namespace: "team-a",
+            chart_version: &self.chart_version,
             generation: Some(1),
             retry_annotation: self.retry.as_deref(),
             blocked: self.blocked.clone(),
@@ -585,7 +590,7 @@ fn spec_hash_ignores_suspend_only() {
     b.suspend = true;
     assert_eq!(spec_hash(&a), spec_hash(&b));
     b.chart = Chart {
-        version: "2.0.0".into(),
+        version: Some("2.0.0".into()),
         ..b.chart
     };
     assert_ne!(spec_hash(&a), spec_hash(&b));
@@ -729,6 +734,8 @@ fn a_terminating_namespace_holds_every_start_and_is_checked_again() {
     let mut h = Harness::new();
     let input = JobInput {
         spec: &h.spec,
+        control_plane_namespace: "team-a",
+        chart_version: &h.chart_version,
         generation: Some(1),
         retry_annotation: None,
         blocked: None,
@@ -764,6 +771,7 @@ fn commands_carry_the_attempt_start_and_deadline() {
         job_uid: h.status.job_uid.clone().expect("a run"),
         spec_hash: spec_hash(&h.spec),
         endpoint: None,
+        chart_version: None,
     };
     assert!(d.commands.contains(&Command::Run {
         sub_job: CreateNode,
@@ -903,4 +911,94 @@ proptest! {
             }
         }
     }
+}
+
+/// The hash of a spec as enablements store it today must not change when the API grows: a
+/// changed hash would restart every existing run on upgrade.
+#[test]
+fn spec_hash_of_an_existing_enablement_is_unchanged_by_the_chart_profile() {
+    let full: FederationEnablementSpec = serde_json::from_value(serde_json::json!({
+        "clusterGroupID": "fleet-a",
+        "chart": {"repository": "https://charts.example.com/federation", "name": "federation", "version": "1.2.3",
+            "releaseName": "fed", "values": {"image": {"tag": "v1"}}},
+        "sso": {"configUuid": "c-1"},
+    }))
+    .expect("valid spec");
+    // Computed with `spec_hash` on main at b475766, before `chart.profile` existed.
+    assert_eq!(spec_hash(&spec()), "94076fc9bf9ef6fc");
+    assert_eq!(spec_hash(&full), "f64decffa411f7eb");
+    assert_eq!(spec().chart.resolved_profile(), ChartProfile::Generic);
+}
+
+#[test]
+fn an_absent_profile_is_karmada_without_a_repository_and_generic_with_one() {
+    let chart = |value| -> Chart { serde_json::from_value(value).expect("chart") };
+    let karmada = chart(serde_json::json!({}));
+    assert_eq!(karmada.resolved_profile(), ChartProfile::Karmada);
+    assert_eq!(karmada, Chart::default());
+    assert_eq!(
+        chart(serde_json::json!({"repository": "oci://r.example/c"})).resolved_profile(),
+        ChartProfile::Generic
+    );
+    assert_eq!(
+        chart(serde_json::json!({"repository": "oci://r.example/c", "profile": "Karmada"}))
+            .resolved_profile(),
+        ChartProfile::Karmada
+    );
+    assert_eq!(
+        serde_json::to_value(&karmada).expect("json"),
+        serde_json::json!({"installerClusterRole": "federation-chart-installer", "clusterScoped": false}),
+        "absent fields stay absent"
+    );
+}
+
+#[test]
+fn status_records_the_control_plane_namespace_and_the_installed_chart_version() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    assert_eq!(h.status.control_plane_namespace.as_deref(), Some("team-a"));
+    assert_eq!(h.status.chart_version, None, "nothing installed yet");
+    assert_eq!(h.status.kubeconfig_secret_name, None);
+    h.run_to_success(at(1));
+    assert_eq!(h.status.chart_version.as_deref(), Some("1.2.3"));
+}
+
+#[test]
+fn a_new_default_chart_version_does_not_change_a_started_run() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    let d = h.step(t0(), &[]);
+    let obs: Vec<_> = runs(&d)
+        .iter()
+        .map(|(t, _)| (*t, Observation::succeeded()))
+        .collect();
+    h.step(t0(), &obs);
+    h.step(at(1), &[(CreateCert, Observation::succeeded())]);
+    let pinned = |h: &Harness| h.status.pinned_chart_version().map(str::to_string);
+    assert_eq!(pinned(&h).as_deref(), Some("1.2.3"));
+
+    h.chart_version = "2.0.0".into(); // the controller restarted with a new default
+    h.step(
+        at(2),
+        &[(
+            InstallFederationChart,
+            Observation::failed("InstallFailed", "x"),
+        )],
+    );
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(
+        pinned(&h).as_deref(),
+        Some("1.2.3"),
+        "kept while the run lasts"
+    );
+
+    h.retry = Some("1".into());
+    h.step(at(3), &[]);
+    assert_eq!(
+        pinned(&h).as_deref(),
+        Some("2.0.0"),
+        "a retry takes the new one"
+    );
+    h.step(at(4), &[(InstallFederationChart, Observation::succeeded())]);
+    assert_eq!(h.status.chart_version.as_deref(), Some("2.0.0"));
 }

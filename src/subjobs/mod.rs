@@ -27,6 +27,7 @@ use jiff::Timestamp;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{FederationEnablement, FederationEnablementSpec, SubJobType};
+use crate::chart_source::ChartDefaults;
 use crate::job::{Command, Mode, Observation, RunFacts};
 
 pub use control_plane_namespace::{NamespaceState, ensure_control_plane_namespace};
@@ -248,14 +249,18 @@ struct BySubJob {
 }
 
 impl Executors {
-    /// The real executors, working against the cluster.
-    pub fn kubernetes(client: Client) -> Self {
+    /// The real executors, working against the cluster; the chart executor fills what
+    /// `spec.chart` leaves out from `chart_defaults`.
+    pub fn kubernetes(client: Client, chart_defaults: ChartDefaults) -> Self {
         Executors {
             executors: Arc::new(BySubJob {
                 create_node: Box::new(node::NodeExecutor::new(client.clone())),
                 create_network_resource: Box::new(network::NetworkExecutor::new(client.clone())),
                 create_cert: Box::new(cert::CertExecutor::new(client.clone())),
-                install_federation_chart: Box::new(chart::ChartExecutor::new(client)),
+                install_federation_chart: Box::new(chart::ChartExecutor::new(
+                    client,
+                    chart_defaults,
+                )),
             }),
             kubernetes: true,
         }
@@ -312,9 +317,9 @@ mod tests {
         let unreachable = tower::service_fn(|_: http::Request<kube::client::Body>| async {
             Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API server"))
         });
-        assert_each_answers_for_its_own_subjob(&Executors::kubernetes(Client::new(
-            unreachable,
-            "default",
-        )));
+        assert_each_answers_for_its_own_subjob(&Executors::kubernetes(
+            Client::new(unreachable, "default"),
+            Default::default(),
+        ));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use federation_controller::api::FederationEnablement;
+use federation_controller::chart_source::ChartDefaults;
 use federation_controller::controller::{self, Clock, Context};
 use federation_controller::http::{
     AppState, Authorizer, ConnectionLimits, FederationCache, ServeConfig, router, serve_with_limits,
@@ -86,6 +87,12 @@ pub fn policy() -> Policy {
         allowed_installer_roles: vec!["federation-chart-installer".to_string()],
         allow_cluster_scoped_charts: false,
         allow_foreign_control_plane_namespaces: false,
+        // Every repository the tests name: a repository outside the allowlist is refused.
+        allowed_chart_repositories: vec![
+            "oci://registry.example/charts".to_string(),
+            "https://charts.example".to_string(),
+        ],
+        chart_defaults: ChartDefaults::default(),
         watch_namespace: None,
     }
 }
@@ -137,7 +144,10 @@ impl Harness {
 
     /// A new controller process on an existing cluster.
     pub fn with_server(server: FakeApiServer, policy: Policy) -> Self {
-        Self::build(server, policy, Executors::kubernetes)
+        let chart_defaults = policy.chart_defaults.clone();
+        Self::build(server, policy, move |client| {
+            Executors::kubernetes(client, chart_defaults)
+        })
     }
 
     pub fn with_executors(

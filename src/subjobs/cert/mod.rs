@@ -194,6 +194,7 @@ mod tests {
                 job_uid: "job-1".to_string(),
                 spec_hash: "hash-1".to_string(),
                 endpoint: endpoint.map(str::to_string),
+                chart_version: None,
             };
             let server = FakeApiServer::new();
             Harness {

@@ -13,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{PASSWORD_KEY, SUB_JOB, USERNAME_KEY, VALUES_KEY};
+use crate::chart_source::ResolvedChart;
 use crate::subjobs::{Context, names, ownership};
 
 /// Installs the chart; recovers a release an interrupted install left pending first.
@@ -68,16 +69,23 @@ pub fn remaining_seconds(ctx: &Context<'_>, attempt_started: Option<jiff::Timest
     (timeout - elapsed).max(1)
 }
 
-/// The Job of one install or uninstall attempt, restricted-Pod-Security compliant.
+/// The Job of one install or uninstall attempt of `chart`, restricted-Pod-Security compliant.
 pub fn desired_job(
     ctx: &Context<'_>,
     operation: Operation,
+    chart: ResolvedChart<'_>,
     name: String,
     active_deadline_seconds: i64,
     with_credentials: bool,
 ) -> Job {
     let namespace = ctx.control_plane_namespace();
-    let env = environment(ctx, operation, active_deadline_seconds, with_credentials);
+    let env = environment(
+        ctx,
+        operation,
+        chart,
+        active_deadline_seconds,
+        with_credentials,
+    );
     let (volume_mounts, volumes) = volumes(ctx, operation);
     let mut metadata = ownership::metadata(ctx, SUB_JOB, name, Some(namespace));
     metadata
@@ -117,6 +125,7 @@ pub fn desired_job(
 fn environment(
     ctx: &Context<'_>,
     operation: Operation,
+    chart: ResolvedChart<'_>,
     active_deadline_seconds: i64,
     with_credentials: bool,
 ) -> Vec<EnvVar> {
@@ -138,7 +147,6 @@ fn environment(
             ..EnvVarSource::default()
         }),
     };
-    let chart = &ctx.spec.chart;
     let mut env = vec![
         env_value("RELEASE", ctx.spec.release_name(ctx.name).to_string()),
         env_value("NAMESPACE", ctx.control_plane_namespace().to_string()),
@@ -146,8 +154,8 @@ fn environment(
             "CHART_REPOSITORY",
             chart.repository.trim_end_matches('/').to_string(),
         ),
-        env_value("CHART_NAME", chart.name.clone()),
-        env_value("CHART_VERSION", chart.version.clone()),
+        env_value("CHART_NAME", chart.name.to_string()),
+        env_value("CHART_VERSION", chart.version.to_string()),
         env_value("TIMEOUT_SECONDS", active_deadline_seconds.to_string()),
         env_value("HOME", "/tmp".to_string()),
         env_value("HELM_CACHE_HOME", "/tmp/helm/cache".to_string()),
@@ -271,7 +279,14 @@ mod tests {
     #[test]
     fn install_job_is_restricted_pod_security_compliant_and_bounded() {
         let f = Fixture::new(spec());
-        let job = desired_job(&f.ctx(), Operation::Install, "j".into(), 90, true);
+        let job = desired_job(
+            &f.ctx(),
+            Operation::Install,
+            f.chart(),
+            "j".into(),
+            90,
+            true,
+        );
         let spec = job.spec.expect("job spec");
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.active_deadline_seconds, Some(90));
@@ -327,7 +342,14 @@ mod tests {
     #[test]
     fn uninstall_job_needs_no_values_secret() {
         let f = Fixture::new(spec());
-        let job = desired_job(&f.ctx(), Operation::Uninstall, "j".into(), 90, false);
+        let job = desired_job(
+            &f.ctx(),
+            Operation::Uninstall,
+            f.chart(),
+            "j".into(),
+            90,
+            false,
+        );
         let pod = job.spec.and_then(|s| s.template.spec).expect("pod");
         assert!(pod.volumes.iter().flatten().all(|v| v.secret.is_none()));
         assert!(
@@ -345,6 +367,7 @@ mod tests {
         let job = desired_job(
             &f.ctx(),
             Operation::Install,
+            f.chart(),
             names::install_job(LONGEST, f.ctx().job_uid(), 21),
             90,
             false,

@@ -6,8 +6,8 @@
 
 pub mod identity;
 pub mod job_spec;
+pub mod values;
 
-use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use futures::future::BoxFuture;
@@ -17,17 +17,18 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{ListParams, Patch};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::{Map, Value, json};
 
 use self::identity::ensure_identity;
 pub use self::job_spec::{
     INSTALL_SCRIPT, OPERATION_LABEL, Operation, UNINSTALL_SCRIPT, desired_job, remaining_seconds,
     runner_image,
 };
+pub use self::values::{chart_values, deep_merge, desired_values_secret};
 use super::apply::{self, Ensured, apply_params};
 use super::{Context, Error, Result, SubJobExecutor, names};
 use super::{api_error, deletion, ownership};
-use crate::api::{CONTROL_PLANE_NODE_LABEL, SubJobType};
+use crate::api::SubJobType;
+use crate::chart_source::{ChartDefaults, ResolvedChart};
 use crate::job::{Mode, Observation, reasons};
 
 const SUB_JOB: SubJobType = SubJobType::InstallFederationChart;
@@ -37,67 +38,6 @@ const USERNAME_KEY: &str = "repository-username";
 const PASSWORD_KEY: &str = "repository-password";
 /// Label a Secret must carry (`"true"`) to be used as chart repository credentials.
 pub const CREDENTIALS_LABEL: &str = "federation.fleet.dev/chart-credentials";
-
-/// The values the chart gets: `chart.values`, with the facts the controller knows under
-/// `federation` and `sso` (the controller's win over the user's on the same key).
-pub fn chart_values(ctx: &Context<'_>) -> Map<String, Value> {
-    let mut values = ctx.spec.chart.values.clone().unwrap_or_default();
-    let mut federation = json!({
-        "clusterGroupID": ctx.spec.cluster_group_id,
-        "enablement": ctx.name,
-        "service": names::service(ctx.name),
-        "certificateSecret": names::cert_secret(ctx.name),
-        "replicas": ctx.spec.control_plane.replicas,
-        "nodeSelector": {CONTROL_PLANE_NODE_LABEL: ctx.uid},
-    });
-    if let Some(endpoint) = ctx.run.endpoint.as_deref() {
-        federation["endpoint"] = json!(endpoint);
-    }
-    merge_into(&mut values, "federation", federation);
-    if let Some(sso) = &ctx.spec.sso {
-        merge_into(
-            &mut values,
-            "sso",
-            serde_json::to_value(sso).unwrap_or_default(),
-        );
-    }
-    values
-}
-
-fn merge_into(values: &mut Map<String, Value>, key: &str, ours: Value) {
-    let entry = values
-        .entry(key.to_string())
-        .or_insert_with(|| Value::Object(Map::new()));
-    match (entry, ours) {
-        (Value::Object(theirs), Value::Object(ours)) => theirs.extend(ours),
-        (entry, ours) => *entry = ours,
-    }
-}
-
-/// The Secret with the values (and the repository credentials, when the chart needs them).
-pub fn desired_values_secret(
-    ctx: &Context<'_>,
-    credentials: Option<(ByteString, ByteString)>,
-) -> Secret {
-    let namespace = ctx.control_plane_namespace();
-    let values = Value::Object(chart_values(ctx)).to_string();
-    let mut data = BTreeMap::from([(VALUES_KEY.to_string(), ByteString(values.into_bytes()))]);
-    if let Some((username, password)) = credentials {
-        data.insert(USERNAME_KEY.to_string(), username);
-        data.insert(PASSWORD_KEY.to_string(), password);
-    }
-    Secret {
-        metadata: ownership::metadata(
-            ctx,
-            SUB_JOB,
-            names::values_secret(ctx.name),
-            Some(namespace),
-        ),
-        type_: Some("Opaque".to_string()),
-        data: Some(data),
-        ..Secret::default()
-    }
-}
 
 /// What `chart.credentialsSecretRef` gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,11 +129,22 @@ pub fn job_outcome(job: &Job) -> JobRun {
 
 pub struct ChartExecutor {
     client: Client,
+    /// What `spec.chart` leaves out (`--default-chart-*`).
+    chart_defaults: ChartDefaults,
 }
 
 impl ChartExecutor {
-    pub fn new(client: Client) -> Self {
-        ChartExecutor { client }
+    pub fn new(client: Client, chart_defaults: ChartDefaults) -> Self {
+        ChartExecutor {
+            client,
+            chart_defaults,
+        }
+    }
+
+    /// The chart this run installs (its version pinned when the run's install started).
+    fn chart<'a>(&'a self, ctx: &'a Context<'a>) -> ResolvedChart<'a> {
+        self.chart_defaults
+            .for_run(&ctx.spec.chart, ctx.run.chart_version.as_deref())
     }
 
     fn api<K>(&self, ctx: &Context<'_>) -> Api<K>
@@ -279,6 +230,7 @@ impl ChartExecutor {
         let desired = desired_job(
             ctx,
             Operation::Install,
+            self.chart(ctx),
             name,
             ctx.remaining_seconds(),
             with_credentials,
@@ -356,6 +308,7 @@ impl ChartExecutor {
             let desired = desired_job(
                 ctx,
                 Operation::Uninstall,
+                self.chart(ctx),
                 names::uninstall_job(ctx.name, ctx.job_uid(), attempt),
                 ctx.remaining_seconds(),
                 false,
@@ -490,6 +443,7 @@ pub(super) mod tests {
         enablement: FederationEnablement,
         run: RunFacts,
         settings: Settings,
+        chart_defaults: ChartDefaults,
     }
 
     impl Fixture {
@@ -506,6 +460,7 @@ pub(super) mod tests {
                 job_uid: "5d2e6a1b-0000-4000-8000-000000000001".to_string(),
                 spec_hash: "abc".to_string(),
                 endpoint: Some("203.0.113.10:5443".to_string()),
+                chart_version: None,
             };
             Fixture {
                 enablement,
@@ -513,7 +468,15 @@ pub(super) mod tests {
                 settings: Settings {
                     default_runner_image: "docker.io/alpine/helm:3.16.4".into(),
                 },
+                chart_defaults: ChartDefaults::default(),
             }
+        }
+
+        pub(super) fn chart(&self) -> ResolvedChart<'_> {
+            self.chart_defaults.for_run(
+                &self.enablement.spec.chart,
+                self.run.chart_version.as_deref(),
+            )
         }
 
         pub(super) fn ctx(&self) -> Context<'_> {
@@ -529,21 +492,6 @@ pub(super) mod tests {
             "chart": {"repository": "oci://registry.example/charts/", "name": "federation", "version": "1.2.3",
                 "values": {"federation": {"replicas": 9, "extra": true}, "image": {"tag": "v1"}}},
         })
-    }
-
-    #[test]
-    fn controller_facts_win_over_user_values_and_user_values_are_kept() {
-        let f = Fixture::new(spec());
-        let values = chart_values(&f.ctx());
-        assert_eq!(values["image"]["tag"], "v1");
-        assert_eq!(values["federation"]["extra"], true);
-        assert_eq!(values["federation"]["replicas"], 1);
-        assert_eq!(values["federation"]["endpoint"], "203.0.113.10:5443");
-        assert_eq!(values["sso"]["issuerUrl"], "https://issuer.example");
-        assert_eq!(
-            values["federation"]["nodeSelector"]["federation.fleet.dev/control-plane"],
-            "0f8fad5b-d9cb-469f-a165-70867728950e"
-        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub const MANAGER: &str = "federation-controller";
 pub const EXTEND_PARAM_ELB_ID: &str = "JobExtendParamKeyElbID";
 /// Key of `extendParam` that holds the federation API server endpoint (`host:port`).
 pub const EXTEND_PARAM_ENDPOINT: &str = "JobExtendParamKeyEndpoint";
+/// Key of `extendParam` (of InstallFederationChart) that pins the chart version of a run, so a
+/// new `--default-chart-version` never changes what a started run installs.
+pub const EXTEND_PARAM_CHART_VERSION: &str = "JobExtendParamKeyChartVersion";
 
 /// Longest `metadata.name` the CRD accepts, so that every derived name stays within 63 characters.
 pub const MAX_NAME_LEN: usize = 40;

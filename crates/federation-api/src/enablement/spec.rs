@@ -60,7 +60,11 @@ pub struct FederationEnablementSpec {
     #[serde(default)]
     pub network: Network,
 
-    /// The Helm chart that installs the federation control plane.
+    /// The Helm chart that installs the federation control plane; `{}` (the default) is the
+    /// controller's default Karmada chart.
+    // Required in the schema, with a default, so that the CEL rules comparing it with its old
+    // value always have one.
+    #[schemars(extend("default" = {}))]
     pub chart: Chart,
 
     /// An OIDC configuration federated with the control plane.
@@ -229,25 +233,50 @@ impl Default for Network {
     }
 }
 
+// What the chart installs, and so which values the controller gives it. (No doc comment: the
+// CRD would show it instead of the `chart.profile` field's.)
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ChartProfile {
+    /// A Karmada control plane from the Karmada chart (the controller's default chart).
+    Karmada,
+    /// Any chart, given the controller's facts under `federation` in its values.
+    Generic,
+}
+
+/// The profile an absent `chart.profile` means: `Generic` when the spec names a repository
+/// (every enablement written before profiles existed), `Karmada` otherwise.
+const RESOLVED_PROFILE: &str =
+    "(has(self.profile) ? self.profile == 'Generic' : has(self.repository))";
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("(has(self.releaseName) ? self.releaseName : '') == (has(oldSelf.releaseName) ? oldSelf.releaseName : '')")
-        .message("chart.releaseName is immutable")
+        .message("chart.releaseName is immutable"),
+    validation = Rule::new(format!("!{RESOLVED_PROFILE} || (has(self.repository) && has(self.name) && has(self.version))"))
+        .message("the Generic chart profile requires chart.repository, chart.name and chart.version")
 )]
 pub struct Chart {
-    /// Chart repository: an `http(s)://` URL or an `oci://` registry path.
+    /// `Karmada` or `Generic`. When absent: `Generic` if `repository` is set, else `Karmada`.
+    /// `Generic` requires `repository`, `name` and `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ChartProfile>,
+    /// Chart repository: an `http(s)://` URL or an `oci://` registry path; the controller's
+    /// `--default-chart-repository` when absent. Must be allowed by `--allowed-chart-repositories`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), pattern(r"^(https?|oci)://[^\s]+$"))]
-    pub repository: String,
-    /// Chart name in the repository.
+    pub repository: Option<String>,
+    /// Chart name in the repository; the controller's `--default-chart-name` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 253),
         pattern(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     )]
-    pub name: String,
-    /// Chart version (or a semver range).
+    pub name: Option<String>,
+    /// Chart version (or a semver range); the controller's `--default-chart-version` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128), pattern(r"^[^\s]+$"))]
-    pub version: String,
+    pub version: Option<String>,
     /// Helm release name; the enablement's name when absent. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 53), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
@@ -274,6 +303,24 @@ pub struct Chart {
 
 pub(crate) fn default_installer_cluster_role() -> String {
     "federation-chart-installer".to_string()
+}
+
+/// `chart: {}`: the Karmada profile with the controller's default chart.
+impl Default for Chart {
+    fn default() -> Self {
+        Self {
+            profile: None,
+            repository: None,
+            name: None,
+            version: None,
+            release_name: None,
+            values: None,
+            credentials_secret_ref: None,
+            runner_image: None,
+            installer_cluster_role: default_installer_cluster_role(),
+            cluster_scoped: false,
+        }
+    }
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -321,5 +368,17 @@ impl FederationEnablementSpec {
     /// The Helm release name, given the enablement's name.
     pub fn release_name<'a>(&'a self, name: &'a str) -> &'a str {
         self.chart.release_name.as_deref().unwrap_or(name)
+    }
+}
+
+impl Chart {
+    /// `profile`, or what its absence means: `Generic` when a repository is named, else
+    /// `Karmada` (the same rule as the CRD's CEL).
+    pub fn resolved_profile(&self) -> ChartProfile {
+        match (self.profile, &self.repository) {
+            (Some(profile), _) => profile,
+            (None, Some(_)) => ChartProfile::Generic,
+            (None, None) => ChartProfile::Karmada,
+        }
     }
 }

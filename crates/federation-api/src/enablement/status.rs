@@ -265,6 +265,15 @@ pub struct FederationEnablementStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// Namespace the control plane runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_namespace: Option<String>,
+    /// Secret (in `controlPlaneNamespace`) holding the control plane's kubeconfig, once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_secret_name: Option<String>,
+    /// Chart version last installed by InstallFederationChart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart_version: Option<String>,
 }
 
 impl FederationEnablementStatus {
@@ -280,6 +289,13 @@ impl FederationEnablementStatus {
     pub fn endpoint(&self) -> Option<&str> {
         self.sub_job(SubJobType::CreateNetworkResource)
             .and_then(|s| s.extend_param.get(super::EXTEND_PARAM_ENDPOINT))
+            .map(String::as_str)
+    }
+
+    /// The chart version InstallFederationChart was pinned to when it started in this run.
+    pub fn pinned_chart_version(&self) -> Option<&str> {
+        self.sub_job(SubJobType::InstallFederationChart)
+            .and_then(|s| s.extend_param.get(super::EXTEND_PARAM_CHART_VERSION))
             .map(String::as_str)
     }
 }
