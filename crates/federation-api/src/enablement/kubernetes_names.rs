@@ -24,12 +24,15 @@ pub const QUALIFIED_NAME_PATTERN: &str = "^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-
 /// What comes before a key's `/` (or the whole key, when it has none) is at most 253 characters.
 pub const KEY_PREFIX_LENGTH_PATTERN: &str = "^[^/]{1,253}(/|$)";
 
-pub const LABEL_KEY_RULE_MESSAGE: &str = "must be label keys: an optional DNS subdomain prefix \
+/// What a label or annotation key is, for messages.
+pub const QUALIFIED_NAME_RULE: &str = "an optional DNS subdomain prefix \
     (at most 253 lower-case letters, digits, '-' and '.') and '/', then a name of at most 63 \
     letters, digits, '-', '_' and '.' that starts and ends with a letter or digit";
-pub const LABEL_VALUE_RULE_MESSAGE: &str = "must be label values: empty, or at most 63 letters, \
+/// What a label value is, for messages.
+pub const LABEL_VALUE_RULE: &str = "empty, or at most 63 letters, \
     digits, '-', '_' and '.' that start and end with a letter or digit (no ',' or '=')";
-pub const DNS_SUBDOMAIN_RULE_MESSAGE: &str = "must be a DNS subdomain: at most 253 lower-case \
+/// What a DNS subdomain is, for messages.
+pub const DNS_SUBDOMAIN_RULE: &str = "at most 253 lower-case \
     letters, digits, '-' and '.', starting and ending with a letter or digit";
 
 /// The CEL rule that every key of the map under validation is a label (or annotation) key.

@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::FederationEnablementStatus;
 use super::kubernetes_names::{
-    DNS_SUBDOMAIN_PATTERN, DNS_SUBDOMAIN_RULE_MESSAGE, LABEL_KEY_RULE_MESSAGE,
-    LABEL_VALUE_RULE_MESSAGE, MAX_MAP_ENTRIES, MAX_NAME_LENGTH, label_values_rule,
-    qualified_keys_rule,
+    DNS_SUBDOMAIN_PATTERN, DNS_SUBDOMAIN_RULE, LABEL_VALUE_RULE, MAX_MAP_ENTRIES, MAX_NAME_LENGTH,
+    QUALIFIED_NAME_RULE, label_values_rule, qualified_keys_rule,
 };
 
 /// Enables multi-cluster federation for one fleet (cluster group) and reports its progress.
@@ -339,11 +338,11 @@ fn node_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "x-kubernetes-validations": [
             {
                 "rule": qualified_keys_rule(),
-                "message": format!("controlPlane.nodeSelector keys {LABEL_KEY_RULE_MESSAGE}"),
+                "message": format!("controlPlane.nodeSelector keys must be label keys: {QUALIFIED_NAME_RULE}"),
             },
             {
                 "rule": label_values_rule(),
-                "message": format!("controlPlane.nodeSelector values {LABEL_VALUE_RULE_MESSAGE}"),
+                "message": format!("controlPlane.nodeSelector values must be label values: {LABEL_VALUE_RULE}"),
             },
         ],
     })
@@ -356,10 +355,7 @@ fn annotations_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "additionalProperties": {"type": "string"},
         "x-kubernetes-validations": [{
             "rule": qualified_keys_rule(),
-            "message": format!(
-                "network.annotations keys {}",
-                LABEL_KEY_RULE_MESSAGE.replacen("label keys", "annotation keys", 1)
-            ),
+            "message": format!("network.annotations keys must be annotation keys: {QUALIFIED_NAME_RULE}"),
         }],
     })
 }
@@ -374,7 +370,7 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(
     validation = Rule::new(format!("self.name.matches('{DNS_SUBDOMAIN_PATTERN}')"))
-        .message(format!("chart.credentialsSecretRef.name {DNS_SUBDOMAIN_RULE_MESSAGE}").as_str())
+        .message(format!("chart.credentialsSecretRef.name must be a DNS subdomain: {DNS_SUBDOMAIN_RULE}").as_str())
 )]
 pub struct SecretRef {
     /// A Secret's name: a DNS subdomain.
