@@ -4,7 +4,11 @@
 
 use kube::ResourceExt;
 
-use crate::api::{Chart, ChartProfile, FederationEnablement};
+use crate::api::kubernetes_names::{
+    DNS_SUBDOMAIN_RULE, LABEL_VALUE_RULE, QUALIFIED_NAME_RULE, is_dns_subdomain, is_label_value,
+    is_qualified_name,
+};
+use crate::api::{Chart, ChartProfile, FederationEnablement, FederationEnablementSpec};
 use crate::chart_source::ChartDefaults;
 use crate::job::{Blocked, reasons};
 // The owner rule lives with the types: the terminal view finds a fleet's enablement by it too.
@@ -41,6 +45,9 @@ impl Policy {
         let own_namespace = enablement.namespace().unwrap_or_default();
         let spec = &enablement.spec;
         let chart = &spec.chart;
+        if let Some(blocked) = check_names(spec) {
+            return Some(blocked);
+        }
         if let Some(blocked) = self.check_repository(chart) {
             return Some(blocked);
         }
@@ -106,6 +113,44 @@ impl Policy {
              nor under one of its --allowed-chart-repositories"
         ))
     }
+}
+
+/// `NotAllowed` unless the values the controller puts into a label selector, onto a Service or
+/// into a Secret's name follow the Kubernetes rules. The CRD refuses such values at apply; this
+/// holds enablements stored before it did (a `,` in a nodeSelector value would add a term to
+/// the node selector).
+fn check_names(spec: &FederationEnablementSpec) -> Option<Blocked> {
+    let node_selector = &spec.control_plane.node_selector;
+    if let Some(key) = node_selector.keys().find(|k| !is_qualified_name(k)) {
+        return not_allowed(format!(
+            "controlPlane.nodeSelector key {key:?} is not a label key: a label key is {QUALIFIED_NAME_RULE}"
+        ));
+    }
+    if let Some((key, value)) = node_selector.iter().find(|(_, v)| !is_label_value(v)) {
+        return not_allowed(format!(
+            "controlPlane.nodeSelector value {value:?} (key {key:?}) is not a label value: a label value is \
+             {LABEL_VALUE_RULE}"
+        ));
+    }
+    if let Some(key) = spec
+        .network
+        .annotations
+        .keys()
+        .find(|k| !is_qualified_name(k))
+    {
+        return not_allowed(format!(
+            "network.annotations key {key:?} is not an annotation key: an annotation key is {QUALIFIED_NAME_RULE}"
+        ));
+    }
+    if let Some(reference) = &spec.chart.credentials_secret_ref
+        && !is_dns_subdomain(&reference.name)
+    {
+        return not_allowed(format!(
+            "chart.credentialsSecretRef.name {:?} is not a DNS subdomain: a Secret's name is {DNS_SUBDOMAIN_RULE}",
+            reference.name
+        ));
+    }
+    None
 }
 
 fn not_allowed(message: String) -> Option<Blocked> {
@@ -234,6 +279,90 @@ mod tests {
     #[test]
     fn defaults_pass_the_allowlists() {
         let fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        assert_eq!(policy().check(&fe), None);
+    }
+
+    /// A `NotAllowed` whose message holds each of `parts`.
+    fn assert_not_allowed(fe: &FederationEnablement, parts: &[&str]) {
+        let blocked = policy().check(fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        for part in parts {
+            assert!(
+                blocked.message.contains(part),
+                "{part:?} not in {blocked:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_comma_in_a_node_selector_value_is_not_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.control_plane.node_selector = [(
+            "zone".to_string(),
+            "eu,kubernetes.io/hostname=x".to_string(),
+        )]
+        .into();
+        assert_not_allowed(
+            &fe,
+            &[
+                "controlPlane.nodeSelector value",
+                "is not a label value",
+                "\"zone\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_node_selector_key_that_is_not_a_label_key_is_not_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.control_plane.node_selector = [("a,b".to_string(), "c".to_string())].into();
+        assert_not_allowed(
+            &fe,
+            &["controlPlane.nodeSelector key \"a,b\" is not a label key"],
+        );
+    }
+
+    #[test]
+    fn an_annotation_key_that_is_not_an_annotation_key_is_not_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.network.annotations = [("Example.com/x".to_string(), "1".to_string())].into();
+        assert_not_allowed(
+            &fe,
+            &["network.annotations key \"Example.com/x\" is not an annotation key"],
+        );
+    }
+
+    #[test]
+    fn a_credentials_secret_name_that_is_not_a_dns_subdomain_is_not_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.chart.credentials_secret_ref = Some(crate::api::SecretRef {
+            name: "../creds".to_string(),
+        });
+        assert_not_allowed(
+            &fe,
+            &["chart.credentialsSecretRef.name \"../creds\" is not a DNS subdomain"],
+        );
+    }
+
+    #[test]
+    fn valid_selector_annotations_and_secret_name_are_allowed() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.control_plane.node_selector = [
+            (
+                "topology.kubernetes.io/zone".to_string(),
+                "eu-west-1a".to_string(),
+            ),
+            ("dedicated".to_string(), String::new()),
+        ]
+        .into();
+        fe.spec.network.annotations = [(
+            "service.beta.kubernetes.io/aws-load-balancer-type".to_string(),
+            "nlb, with any value".to_string(),
+        )]
+        .into();
+        fe.spec.chart.credentials_secret_ref = Some(crate::api::SecretRef {
+            name: "repo-creds.v1".to_string(),
+        });
         assert_eq!(policy().check(&fe), None);
     }
 

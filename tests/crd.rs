@@ -129,6 +129,57 @@ fn cel_rules_guard_the_name_and_the_immutable_fields() {
 }
 
 #[test]
+fn cel_rules_refuse_selector_and_annotation_injection() {
+    let schema = schema();
+    let spec = &schema["properties"]["spec"]["properties"];
+    let node_selector = &spec["controlPlane"]["properties"]["nodeSelector"];
+    let annotations = &spec["network"]["properties"]["annotations"];
+    let secret_ref = &spec["chart"]["properties"]["credentialsSecretRef"];
+    // Bounds that keep the API server's estimate of the rules' cost under its limit.
+    assert_eq!(node_selector["maxProperties"], 64);
+    assert_eq!(annotations["maxProperties"], 64);
+    assert_eq!(node_selector["additionalProperties"]["maxLength"], 63);
+    assert_eq!(secret_ref["properties"]["name"]["maxLength"], 253);
+    let rule_with_message = |v: &Value, rule_part: &str, message_part: &str| {
+        let found = v["x-kubernetes-validations"]
+            .as_array()
+            .is_some_and(|rules| {
+                rules.iter().any(|r| {
+                    r["rule"].as_str().unwrap_or_default().contains(rule_part)
+                        && r["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains(message_part)
+                })
+            });
+        assert!(
+            found,
+            "no rule with {rule_part:?} and {message_part:?} in {v}"
+        );
+    };
+    rule_with_message(
+        node_selector,
+        "self.all(k, k.matches(",
+        "controlPlane.nodeSelector keys must be label keys",
+    );
+    rule_with_message(
+        node_selector,
+        "self.all(k, self[k].matches(",
+        "controlPlane.nodeSelector values must be label values",
+    );
+    rule_with_message(
+        annotations,
+        "self.all(k, k.matches(",
+        "network.annotations keys must be annotation keys",
+    );
+    rule_with_message(
+        secret_ref,
+        "self.name.matches(",
+        "chart.credentialsSecretRef.name must be a DNS subdomain",
+    );
+}
+
+#[test]
 fn examples_are_valid_enablements() {
     for entry in
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")).expect("examples")

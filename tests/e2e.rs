@@ -649,6 +649,61 @@ fn invalid_specs_are_refused_at_kubectl_apply() {
         "the Generic chart profile requires",
     );
 
+    // Selector and annotation injection (hardening item 15).
+    refused(
+        f.enablement(
+            "comma-in-selector",
+            "e2e-bad",
+            json!({"controlPlane": {"nodeSelector": {"zone": "eu,kubernetes.io/hostname=x"}}}),
+        ),
+        "controlPlane.nodeSelector values must be label values",
+    );
+    refused(
+        f.enablement(
+            "bad-selector-key",
+            "e2e-bad",
+            json!({"controlPlane": {"nodeSelector": {"zone,x": "eu"}}}),
+        ),
+        "controlPlane.nodeSelector keys must be label keys",
+    );
+    refused(
+        f.enablement(
+            "bad-annotation-key",
+            "e2e-bad",
+            json!({"network": {"annotations": {"Example.com/lb": "x"}}}),
+        ),
+        "network.annotations keys must be annotation keys",
+    );
+    refused(
+        f.enablement(
+            "bad-secret-name",
+            "e2e-bad",
+            json!({"chart": {
+                "repository": "oci://registry.example/charts", "name": "federation",
+                "version": "1.2.3", "credentialsSecretRef": {"name": "Repo_Creds"},
+            }}),
+        ),
+        "chart.credentialsSecretRef.name must be a DNS subdomain",
+    );
+    f.create(&f.enablement(
+        "valid-names",
+        "e2e-valid-names",
+        json!({
+            "controlPlane": {"nodeSelector": {
+                "topology.kubernetes.io/zone": "eu-west-1a",
+                "dedicated": "",
+            }},
+            "network": {
+                "elbID": "69694819-67dc-44ac-ab6e-9b18087c5c4c",
+                "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb, any value"},
+            },
+            "chart": {
+                "repository": "oci://registry.example/charts", "name": "federation",
+                "version": "1.2.3", "credentialsSecretRef": {"name": "repo-creds.v1"},
+            },
+        }),
+    ));
+
     f.create(&f.enablement("fixed-fleet", "e2e-fixed", json!({})));
     refused(
         f.enablement("fixed-fleet", "e2e-other", json!({})),

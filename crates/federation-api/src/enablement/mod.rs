@@ -2,6 +2,7 @@
 //!
 //! The CRD under `crds/` is generated from these types (`federation-controller crd`).
 
+pub mod kubernetes_names;
 mod spec;
 mod status;
 

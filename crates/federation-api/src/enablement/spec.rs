@@ -5,6 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::FederationEnablementStatus;
+use super::kubernetes_names::{
+    DNS_SUBDOMAIN_PATTERN, DNS_SUBDOMAIN_RULE, LABEL_VALUE_RULE, MAX_MAP_ENTRIES, MAX_NAME_LENGTH,
+    QUALIFIED_NAME_RULE, label_values_rule, qualified_keys_rule,
+};
 
 /// Enables multi-cluster federation for one fleet (cluster group) and reports its progress.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -121,8 +125,10 @@ pub struct ControlPlane {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub namespace: Option<String>,
-    /// Labels a node must carry to host the control plane.
+    /// Labels a node must carry to host the control plane: at most 64, with label keys and
+    /// label values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "node_selector_schema")]
     pub node_selector: BTreeMap<String, String>,
     /// How many nodes to reserve for the control plane.
     #[serde(default = "default_replicas")]
@@ -208,8 +214,9 @@ pub struct Network {
         pattern(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     )]
     pub elb_id_annotation: String,
-    /// Annotations copied onto the Service.
+    /// Annotations copied onto the Service: at most 64, with annotation keys.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "annotations_schema")]
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -323,6 +330,36 @@ impl Default for Chart {
     }
 }
 
+fn node_selector_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": MAX_MAP_ENTRIES,
+        "additionalProperties": {"type": "string", "maxLength": MAX_NAME_LENGTH},
+        "x-kubernetes-validations": [
+            {
+                "rule": qualified_keys_rule(),
+                "message": format!("controlPlane.nodeSelector keys must be label keys: {QUALIFIED_NAME_RULE}"),
+            },
+            {
+                "rule": label_values_rule(),
+                "message": format!("controlPlane.nodeSelector values must be label values: {LABEL_VALUE_RULE}"),
+            },
+        ],
+    })
+}
+
+fn annotations_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": MAX_MAP_ENTRIES,
+        "additionalProperties": {"type": "string"},
+        "x-kubernetes-validations": [{
+            "rule": qualified_keys_rule(),
+            "message": format!("network.annotations keys must be annotation keys: {QUALIFIED_NAME_RULE}"),
+        }],
+    })
+}
+
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
@@ -330,8 +367,13 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(
+    validation = Rule::new(format!("self.name.matches('{DNS_SUBDOMAIN_PATTERN}')"))
+        .message(format!("chart.credentialsSecretRef.name must be a DNS subdomain: {DNS_SUBDOMAIN_RULE}").as_str())
+)]
 pub struct SecretRef {
+    /// A Secret's name: a DNS subdomain.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
