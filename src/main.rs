@@ -270,7 +270,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let reconciling = Reconciling {
         executors: executors(&args, &client),
-        policy: policy(&args),
+        policy: policy(&args, &client),
         concurrency: args.concurrency.max(1),
         metrics: Arc::new(Metrics::new()),
         health: WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1))),
@@ -373,7 +373,13 @@ fn executors(args: &RunArgs, client: &kube::Client) -> Executors {
     }
 }
 
-fn policy(args: &RunArgs) -> Policy {
+/// The allowlists. The controller's own namespace (never a foreign control-plane namespace) is
+/// `POD_NAMESPACE` when set, else the client's: in a pod, its service account's namespace.
+fn policy(args: &RunArgs, client: &kube::Client) -> Policy {
+    let controller_namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
     Policy {
         allowed_runner_images: args.allowed_runner_images.clone(),
         allowed_installer_roles: args.allowed_installer_roles.clone(),
@@ -382,6 +388,7 @@ fn policy(args: &RunArgs) -> Policy {
         allowed_chart_repositories: args.allowed_chart_repositories.clone(),
         chart_defaults: chart_defaults(args),
         watch_namespace: args.namespace.clone(),
+        controller_namespace: Some(controller_namespace),
     }
 }
 

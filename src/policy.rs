@@ -25,7 +25,13 @@ pub struct Policy {
     pub chart_defaults: ChartDefaults,
     /// The controller watches only this namespace (`--namespace`).
     pub watch_namespace: Option<String>,
+    /// Where the controller itself runs: never a foreign control-plane namespace.
+    pub controller_namespace: Option<String>,
 }
+
+/// Namespaces of the cluster itself: never a foreign control-plane namespace, whatever the flags.
+pub const RESERVED_NAMESPACES: [&str; 4] =
+    ["kube-system", "kube-public", "kube-node-lease", "default"];
 
 impl Policy {
     /// The image used when `chart.runnerImage` is absent.
@@ -76,6 +82,15 @@ impl Policy {
         }
         let control_plane = spec.control_plane_namespace(&own_namespace);
         if control_plane != own_namespace {
+            if RESERVED_NAMESPACES.contains(&control_plane)
+                || self.controller_namespace.as_deref() == Some(control_plane)
+            {
+                return not_allowed(format!(
+                    "controlPlane.namespace {control_plane:?} is reserved (kube-system, \
+                     kube-public, kube-node-lease, default and the controller's own namespace \
+                     never hold a foreign control plane)"
+                ));
+            }
             if !self.allow_foreign_control_plane_namespaces {
                 return not_allowed(format!(
                     "controlPlane.namespace {control_plane:?} is not the enablement's namespace; \
@@ -213,6 +228,7 @@ mod tests {
             allowed_chart_repositories: vec!["oci://r.example/c".to_string()],
             chart_defaults: ChartDefaults::default(),
             watch_namespace: None,
+            controller_namespace: Some("federation-controller".into()),
         }
     }
 
@@ -278,6 +294,31 @@ mod tests {
             policy().check(&fe),
             None,
             "naming its own namespace is not foreign"
+        );
+    }
+
+    #[test]
+    fn reserved_and_the_controllers_namespaces_are_refused_whatever_the_flags() {
+        let mut allowed = policy();
+        allowed.allow_foreign_control_plane_namespaces = true;
+        for reserved in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "default",
+            "federation-controller",
+        ] {
+            let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+            fe.spec.control_plane.namespace = Some(reserved.into());
+            let blocked = allowed.check(&fe).expect(reserved);
+            assert_eq!(blocked.reason, "NotAllowed", "{reserved}");
+            assert!(blocked.message.contains("reserved"), "{reserved}");
+        }
+        let own = enablement("default", "a", "fleet", "2026-01-01T00:00:00Z");
+        assert_eq!(
+            allowed.check(&own),
+            None,
+            "an enablement's own namespace is not foreign, even default"
         );
     }
 

@@ -94,6 +94,7 @@ pub fn policy() -> Policy {
         ],
         chart_defaults: ChartDefaults::default(),
         watch_namespace: None,
+        controller_namespace: Some("federation-controller".to_string()),
     }
 }
 
