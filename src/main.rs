@@ -194,6 +194,22 @@ struct RunArgs {
         default_value_t = false
     )]
     allow_foreign_control_plane_namespaces: bool,
+    /// Prefixes every key of network.annotations (and network.elbIDAnnotation, with an elbID)
+    /// must start with (comma-separated); none: any annotation.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOWED_SERVICE_ANNOTATION_PREFIXES",
+        value_delimiter = ','
+    )]
+    allowed_service_annotation_prefixes: Vec<String>,
+    /// Allow network.elbID (`--allow-elb-id=false` refuses it).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOW_ELB_ID",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    allow_elb_id: bool,
     /// Chart repository of an enablement whose spec names none (the Karmada profile's).
     #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_REPOSITORY", default_value = DEFAULT_CHART_REPOSITORY, value_parser = parse_repository_url)]
     default_chart_repository: String,
@@ -389,6 +405,14 @@ fn policy(args: &RunArgs, client: &kube::Client) -> Policy {
         chart_defaults: chart_defaults(args),
         watch_namespace: args.namespace.clone(),
         controller_namespace: Some(controller_namespace),
+        // An empty entry (a trailing comma) would allow every key.
+        allowed_service_annotation_prefixes: args
+            .allowed_service_annotation_prefixes
+            .iter()
+            .filter(|prefix| !prefix.is_empty())
+            .cloned()
+            .collect(),
+        allow_elb_id: args.allow_elb_id,
     }
 }
 

@@ -780,6 +780,25 @@ async fn an_existing_foreign_namespace_without_the_label_is_refused_until_labell
     );
 }
 
+/// Reconciles a new enablement of `spec`: it fails `NotAllowed` after adding its finalizer,
+/// without looking at or creating anything.
+async fn refuses_creating_nothing(h: &Harness, spec: Value) {
+    h.server
+        .insert(enablement_json(NAME, NS, "fleet-a", spec.clone()));
+    h.sync_store(&[FE_PATH]);
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        lines(&h.server.take_calls()),
+        vec![
+            format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status")
+        ],
+        "the finalizer, then nothing for {spec}"
+    );
+    assert_eq!(h.status(FE_PATH)["reason"], "NotAllowed", "{spec}");
+}
+
 #[tokio::test]
 async fn reserved_namespaces_are_refused_even_with_foreign_namespaces_allowed() {
     let controller_namespace = policy().controller_namespace.expect("set in tests");
@@ -792,24 +811,22 @@ async fn reserved_namespaces_are_refused_even_with_foreign_namespaces_allowed() 
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": reserved, "labels": {"federation.fleet.dev/control-plane-namespace": "true"}},
         }));
-        h.server.insert(enablement_json(
-            NAME,
-            NS,
-            "fleet-a",
-            json!({"controlPlane": {"namespace": reserved}}),
-        ));
-        h.sync_store(&[FE_PATH]);
-        h.server.take_calls();
-        h.reconcile(FE_PATH).await;
-        assert_eq!(
-            lines(&h.server.take_calls()),
-            vec![
-                format!("PATCH {FE_PATH}"),
-                format!("PATCH {FE_PATH}/status")
-            ],
-            "the finalizer; nothing looked at or created in {reserved}"
-        );
-        assert_eq!(h.status(FE_PATH)["reason"], "NotAllowed", "{reserved}");
+        refuses_creating_nothing(&h, json!({"controlPlane": {"namespace": reserved}})).await;
+    }
+}
+
+#[tokio::test]
+async fn service_annotations_outside_the_allowed_prefixes_and_a_turned_off_elb_id_are_refused() {
+    let mut narrow = policy();
+    narrow.allowed_service_annotation_prefixes = vec!["service.beta.kubernetes.io/".to_string()];
+    narrow.allow_elb_id = false;
+    for network in [
+        json!({"annotations": {"metallb.universe.tf/loadBalancerIPs": "10.0.0.1"}}),
+        json!({"type": "LoadBalancer", "elbID": "elb-of-another-tenant"}),
+    ] {
+        let h = Harness::new(narrow.clone());
+        h.server.insert(ready_node("node-1"));
+        refuses_creating_nothing(&h, json!({ "network": network })).await;
     }
 }
 
