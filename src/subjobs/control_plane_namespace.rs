@@ -131,7 +131,11 @@ mod tests {
             "apiVersion": "federation.fleet.dev/v1alpha1",
             "kind": "FederationEnablement",
             "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")},
-            "spec": {"clusterGroupID": name, "controlPlane": {"namespace": control_plane}},
+            "spec": {
+                "clusterGroupID": name,
+                "chart": {},
+                "controlPlane": {"namespace": control_plane},
+            },
         }))
         .expect("enablement")
     }
