@@ -194,6 +194,22 @@ struct RunArgs {
         default_value_t = false
     )]
     allow_foreign_control_plane_namespaces: bool,
+    /// Prefixes every key of network.annotations (and network.elbIDAnnotation, with an elbID)
+    /// must start with (comma-separated); none: any annotation.
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOWED_SERVICE_ANNOTATION_PREFIXES",
+        value_delimiter = ','
+    )]
+    allowed_service_annotation_prefixes: Vec<String>,
+    /// Allow network.elbID (`--allow-elb-id=false` refuses it).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_ALLOW_ELB_ID",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    allow_elb_id: bool,
     /// Chart repository of an enablement whose spec names none (the Karmada profile's).
     #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_REPOSITORY", default_value = DEFAULT_CHART_REPOSITORY, value_parser = parse_repository_url)]
     default_chart_repository: String,
@@ -270,7 +286,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let reconciling = Reconciling {
         executors: executors(&args, &client),
-        policy: policy(&args),
+        policy: policy(&args, &client),
         concurrency: args.concurrency.max(1),
         metrics: Arc::new(Metrics::new()),
         health: WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1))),
@@ -373,7 +389,13 @@ fn executors(args: &RunArgs, client: &kube::Client) -> Executors {
     }
 }
 
-fn policy(args: &RunArgs) -> Policy {
+/// The allowlists. The controller's own namespace (never a foreign control-plane namespace) is
+/// `POD_NAMESPACE` when set, else the client's: in a pod, its service account's namespace.
+fn policy(args: &RunArgs, client: &kube::Client) -> Policy {
+    let controller_namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_string());
     Policy {
         allowed_runner_images: args.allowed_runner_images.clone(),
         allowed_installer_roles: args.allowed_installer_roles.clone(),
@@ -382,6 +404,15 @@ fn policy(args: &RunArgs) -> Policy {
         allowed_chart_repositories: args.allowed_chart_repositories.clone(),
         chart_defaults: chart_defaults(args),
         watch_namespace: args.namespace.clone(),
+        controller_namespace: Some(controller_namespace),
+        // An empty entry (a trailing comma) would allow every key.
+        allowed_service_annotation_prefixes: args
+            .allowed_service_annotation_prefixes
+            .iter()
+            .filter(|prefix| !prefix.is_empty())
+            .cloned()
+            .collect(),
+        allow_elb_id: args.allow_elb_id,
     }
 }
 

@@ -29,7 +29,18 @@ pub struct Policy {
     pub chart_defaults: ChartDefaults,
     /// The controller watches only this namespace (`--namespace`).
     pub watch_namespace: Option<String>,
+    /// Where the controller itself runs: never a foreign control-plane namespace.
+    pub controller_namespace: Option<String>,
+    /// Prefixes the keys of `network.annotations` (and `network.elbIDAnnotation`, when
+    /// `elbID` is set) must start with (`--allowed-service-annotation-prefixes`); empty: any.
+    pub allowed_service_annotation_prefixes: Vec<String>,
+    /// Whether `network.elbID` may be set (`--allow-elb-id`).
+    pub allow_elb_id: bool,
 }
+
+/// Namespaces of the cluster itself: never a foreign control-plane namespace, whatever the flags.
+pub const RESERVED_NAMESPACES: [&str; 4] =
+    ["kube-system", "kube-public", "kube-node-lease", "default"];
 
 impl Policy {
     /// The image used when `chart.runnerImage` is absent.
@@ -81,8 +92,20 @@ impl Policy {
                 );
             }
         }
+        if let Some(blocked) = self.check_service_annotations(enablement) {
+            return Some(blocked);
+        }
         let control_plane = spec.control_plane_namespace(&own_namespace);
         if control_plane != own_namespace {
+            if RESERVED_NAMESPACES.contains(&control_plane)
+                || self.controller_namespace.as_deref() == Some(control_plane)
+            {
+                return not_allowed(format!(
+                    "controlPlane.namespace {control_plane:?} is reserved (kube-system, \
+                     kube-public, kube-node-lease, default and the controller's own namespace \
+                     never hold a foreign control plane)"
+                ));
+            }
             if !self.allow_foreign_control_plane_namespaces {
                 return not_allowed(format!(
                     "controlPlane.namespace {control_plane:?} is not the enablement's namespace; \
@@ -96,6 +119,41 @@ impl Policy {
             }
         }
         karmada_not_implemented(chart)
+    }
+
+    /// `NotAllowed` for an `elbID` the flags turn off, or a Service annotation outside
+    /// `--allowed-service-annotation-prefixes`.
+    fn check_service_annotations(&self, enablement: &FederationEnablement) -> Option<Blocked> {
+        let network = &enablement.spec.network;
+        if network.elb_id.is_some() && !self.allow_elb_id {
+            return not_allowed(
+                "network.elbID is turned off by the controller's --allow-elb-id=false".to_string(),
+            );
+        }
+        // The elbID annotation is written only with an elbID: its default needs no prefix.
+        let elb_id_annotation = network
+            .elb_id
+            .as_ref()
+            .map(|_| ("network.elbIDAnnotation", &network.elb_id_annotation));
+        let refused = network
+            .annotations
+            .keys()
+            .map(|key| ("network.annotations", key))
+            .chain(elb_id_annotation)
+            .find(|(_, key)| !self.service_annotation_allowed(key));
+        let (field, key) = refused?;
+        not_allowed(format!(
+            "{field} {key:?} starts with none of the controller's \
+             --allowed-service-annotation-prefixes"
+        ))
+    }
+
+    fn service_annotation_allowed(&self, key: &str) -> bool {
+        let prefixes = &self.allowed_service_annotation_prefixes;
+        prefixes.is_empty()
+            || prefixes
+                .iter()
+                .any(|prefix| key.starts_with(prefix.as_str()))
     }
 
     /// `NotAllowed` unless the chart's repository (the default one when absent) is the default
@@ -258,6 +316,9 @@ mod tests {
             allowed_chart_repositories: vec!["oci://r.example/c".to_string()],
             chart_defaults: ChartDefaults::default(),
             watch_namespace: None,
+            controller_namespace: Some("federation-controller".into()),
+            allowed_service_annotation_prefixes: Vec::new(),
+            allow_elb_id: true,
         }
     }
 
@@ -408,6 +469,81 @@ mod tests {
             None,
             "naming its own namespace is not foreign"
         );
+    }
+
+    #[test]
+    fn reserved_and_the_controllers_namespaces_are_refused_whatever_the_flags() {
+        let mut allowed = policy();
+        allowed.allow_foreign_control_plane_namespaces = true;
+        for reserved in [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+            "default",
+            "federation-controller",
+        ] {
+            let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+            fe.spec.control_plane.namespace = Some(reserved.into());
+            let blocked = allowed.check(&fe).expect(reserved);
+            assert_eq!(blocked.reason, "NotAllowed", "{reserved}");
+            assert!(blocked.message.contains("reserved"), "{reserved}");
+        }
+        let own = enablement("default", "a", "fleet", "2026-01-01T00:00:00Z");
+        assert_eq!(
+            allowed.check(&own),
+            None,
+            "an enablement's own namespace is not foreign, even default"
+        );
+    }
+
+    #[test]
+    fn service_annotations_must_start_with_an_allowed_prefix_once_some_are_set() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec
+            .network
+            .annotations
+            .insert("metallb.universe.tf/address-pool".into(), "shared".into());
+        assert_eq!(policy().check(&fe), None, "no prefixes: any annotation");
+        let mut narrow = policy();
+        narrow.allowed_service_annotation_prefixes = vec![
+            "service.beta.kubernetes.io/".into(),
+            "kubernetes.io/elb.".into(),
+        ];
+        let blocked = narrow.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(blocked.message.contains("metallb.universe.tf/address-pool"));
+        fe.spec.network.annotations.clear();
+        fe.spec.network.annotations.insert(
+            "service.beta.kubernetes.io/aws-load-balancer-internal".into(),
+            "true".into(),
+        );
+        assert_eq!(narrow.check(&fe), None);
+    }
+
+    #[test]
+    fn the_elb_id_annotation_must_match_a_prefix_only_with_an_elb_id() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.network.elb_id_annotation = "evil.example/lb".into();
+        let mut narrow = policy();
+        narrow.allowed_service_annotation_prefixes = vec!["kubernetes.io/elb.".into()];
+        assert_eq!(narrow.check(&fe), None, "not written without an elbID");
+        fe.spec.network.elb_id = Some("elb-1".into());
+        let blocked = narrow.check(&fe).expect("blocked");
+        assert!(blocked.message.contains("network.elbIDAnnotation"));
+        fe.spec.network.elb_id_annotation = "kubernetes.io/elb.id".into();
+        assert_eq!(narrow.check(&fe), None);
+    }
+
+    #[test]
+    fn elb_id_can_be_turned_off() {
+        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        fe.spec.network.elb_id = Some("elb-1".into());
+        assert_eq!(policy().check(&fe), None, "on by default");
+        let mut off = policy();
+        off.allow_elb_id = false;
+        let blocked = off.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(blocked.message.contains("--allow-elb-id"));
     }
 
     #[test]

@@ -554,6 +554,8 @@ fn allowlists_become_flags_and_the_controller_may_bind_only_the_allowed_roles() 
         "allowForeignControlPlaneNamespaces=true",
         "allowedChartRepositories={https://charts.example/team,oci://registry.example/charts}",
         "defaultChartVersion=v1.19.0",
+        "allowedServiceAnnotationPrefixes={service.beta.kubernetes.io/,kubernetes.io/elb.}",
+        "allowElbId=false",
     ]) else {
         return;
     };
@@ -565,6 +567,8 @@ fn allowlists_become_flags_and_the_controller_may_bind_only_the_allowed_roles() 
         "--default-chart-version=v1.19.0",
         "--allow-cluster-scoped-charts",
         "--allow-foreign-control-plane-namespaces",
+        "--allowed-service-annotation-prefixes=service.beta.kubernetes.io/,kubernetes.io/elb.",
+        "--allow-elb-id=false",
     ] {
         assert!(args.contains(&arg.to_string()), "{arg} in {args:?}");
     }

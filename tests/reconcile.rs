@@ -3,6 +3,7 @@
 
 mod support;
 
+use federation_controller::policy::RESERVED_NAMESPACES;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -682,6 +683,10 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
         ns["metadata"]["annotations"]["federation.fleet.dev/created-by"],
         uid.as_str()
     );
+    assert_eq!(
+        ns["metadata"]["labels"]["federation.fleet.dev/control-plane-namespace"], "true",
+        "a namespace the controller creates is open to control planes"
+    );
     let service = h
         .server
         .get("/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver")
@@ -691,6 +696,18 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
         "no owner reference across namespaces"
     );
 
+    delete_and_tear_down(&h).await;
+    assert!(h.server.get(FE_PATH).is_none());
+    assert!(
+        h.server
+            .get("/api/v1/namespaces/federation-system")
+            .is_none(),
+        "namespace it created is deleted"
+    );
+}
+
+/// Deletes the enablement and reconciles until its teardown removed the finalizer (or gave up).
+async fn delete_and_tear_down(h: &Harness) {
     h.server.modify(FE_PATH, |fe| {
         fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
     });
@@ -700,12 +717,148 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
         }
         h.reconcile(FE_PATH).await;
     }
-    assert!(h.server.get(FE_PATH).is_none());
+}
+
+fn allowing_foreign_namespaces() -> Harness {
+    let mut allow = policy();
+    allow.allow_foreign_control_plane_namespaces = true;
+    let h = Harness::new(allow);
+    h.server.insert(ready_node("node-1"));
+    h
+}
+
+#[tokio::test]
+async fn an_existing_foreign_namespace_without_the_label_is_refused_until_labelled() {
+    let h = allowing_foreign_namespaces();
+    h.server.insert(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-b-apps"},
+    }));
+    h.server.insert(enablement_json(
+        NAME,
+        NS,
+        "fleet-a",
+        json!({"controlPlane": {"namespace": "team-b-apps"}}),
+    ));
+    h.sync_store(&[FE_PATH]);
+    h.server.take_calls();
+    let action = h.reconcile(FE_PATH).await;
+    assert_eq!(
+        lines(&h.server.take_calls()),
+        vec![
+            format!("PATCH {FE_PATH}"),
+            "GET /api/v1/namespaces/team-b-apps".to_string(),
+            format!("PATCH {FE_PATH}/status"),
+        ],
+        "the finalizer, the namespace looked at, and nothing created"
+    );
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["reason"], "NotAllowed");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("federation.fleet.dev/control-plane-namespace")),
+        "{status:#}"
+    );
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(30)),
+        "a label is no event of the enablement's: it is looked for again"
+    );
+
+    h.server.modify("/api/v1/namespaces/team-b-apps", |ns| {
+        ns["metadata"]["labels"] = json!({"federation.fleet.dev/control-plane-namespace": "true"})
+    });
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["phase"], "Running");
+    assert!(
+        h.server
+            .get("/api/v1/namespaces/team-b-apps/services/fleet-a-federation-apiserver")
+            .is_some(),
+        "proceeds by itself once labelled"
+    );
+}
+
+/// Reconciles a new enablement of `spec`: it fails `NotAllowed` after adding its finalizer,
+/// without looking at or creating anything.
+async fn refuses_creating_nothing(h: &Harness, spec: Value) {
+    h.server
+        .insert(enablement_json(NAME, NS, "fleet-a", spec.clone()));
+    h.sync_store(&[FE_PATH]);
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        lines(&h.server.take_calls()),
+        vec![
+            format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status")
+        ],
+        "the finalizer, then nothing for {spec}"
+    );
+    assert_eq!(h.status(FE_PATH)["reason"], "NotAllowed", "{spec}");
+}
+
+#[tokio::test]
+async fn reserved_namespaces_are_refused_even_with_foreign_namespaces_allowed() {
+    let controller_namespace = policy().controller_namespace.expect("set in tests");
+    for reserved in RESERVED_NAMESPACES
+        .into_iter()
+        .chain([controller_namespace.as_str()])
+    {
+        let h = allowing_foreign_namespaces();
+        h.server.insert(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": reserved, "labels": {"federation.fleet.dev/control-plane-namespace": "true"}},
+        }));
+        refuses_creating_nothing(&h, json!({"controlPlane": {"namespace": reserved}})).await;
+    }
+}
+
+#[tokio::test]
+async fn service_annotations_outside_the_allowed_prefixes_and_a_turned_off_elb_id_are_refused() {
+    let mut narrow = policy();
+    narrow.allowed_service_annotation_prefixes = vec!["service.beta.kubernetes.io/".to_string()];
+    narrow.allow_elb_id = false;
+    for network in [
+        json!({"annotations": {"metallb.universe.tf/loadBalancerIPs": "10.0.0.1"}}),
+        json!({"type": "LoadBalancer", "elbID": "elb-of-another-tenant"}),
+    ] {
+        let h = Harness::new(narrow.clone());
+        h.server.insert(ready_node("node-1"));
+        refuses_creating_nothing(&h, json!({ "network": network })).await;
+    }
+}
+
+#[tokio::test]
+async fn a_created_namespace_another_enablement_uses_is_kept_at_teardown() {
+    let h = allowing_foreign_namespaces();
+    let other =
+        "/apis/federation.fleet.dev/v1alpha1/namespaces/team-b/federationenablements/fleet-b";
+    for (name, ns, fleet) in [(NAME, NS, "fleet-a"), ("fleet-b", "team-b", "fleet-b")] {
+        h.server.insert(enablement_json(
+            name,
+            ns,
+            fleet,
+            json!({"controlPlane": {"namespace": "federation-system"}}),
+        ));
+    }
+    h.sync_store(&[FE_PATH, other]);
+    h.reconcile(FE_PATH).await;
     assert!(
         h.server
             .get("/api/v1/namespaces/federation-system")
-            .is_none(),
-        "namespace it created is deleted"
+            .is_some(),
+        "created by fleet-a"
+    );
+
+    delete_and_tear_down(&h).await;
+    assert!(h.server.get(FE_PATH).is_none(), "teardown finished");
+    assert!(
+        h.server
+            .get("/api/v1/namespaces/federation-system")
+            .is_some(),
+        "fleet-b still has its control plane there"
     );
 }
 

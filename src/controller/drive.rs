@@ -242,6 +242,7 @@ pub(super) async fn ensure_namespace(
         NamespaceState::Missing => job::NamespaceState::Unchecked,
         // Being deleted: wait for it to go, then it is created afresh.
         NamespaceState::Terminating => job::NamespaceState::Terminating,
+        NamespaceState::Unlabelled => job::NamespaceState::Unlabelled,
     })
 }
 

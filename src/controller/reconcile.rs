@@ -63,7 +63,8 @@ pub(super) async fn teardown(
                 // The enablement's own namespace cannot be missing while the enablement exists
                 // (a server without namespaces, such as the test server, shows none).
                 job::NamespaceState::Unchecked => namespace != own,
-                job::NamespaceState::Ready => false,
+                // Not labelled for control planes: still there, so the teardown runs in it.
+                job::NamespaceState::Ready | job::NamespaceState::Unlabelled => false,
             }
         };
     let machine = TeardownMachine {

@@ -28,7 +28,7 @@ pub use conditions::{
 };
 pub use requeue::{
     DEFAULT_POLL_INTERVAL, DUPLICATE_RECHECK_INTERVAL, MAINTENANCE_INTERVAL,
-    NAMESPACE_TERMINATING_RECHECK, PollIntervals, TEARDOWN_POLL_CAP,
+    NAMESPACE_LABEL_RECHECK, NAMESPACE_TERMINATING_RECHECK, PollIntervals, TEARDOWN_POLL_CAP,
 };
 pub use run::{JobInput, NamespaceState, decide};
 pub use step::{BACKOFF_BASE, BACKOFF_CAP, backoff_delay};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::{duration_until, reasons, step};
+use super::{NamespaceState, duration_until, reasons, step};
 use crate::api::{FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType};
 
 /// How often a successful job's objects are checked for drift when no watch event comes.
@@ -15,6 +15,8 @@ pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(300);
 pub const DUPLICATE_RECHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// How often to look again at a control-plane namespace that is still being deleted.
 pub const NAMESPACE_TERMINATING_RECHECK: Duration = Duration::from_secs(5);
+/// How often to look again for the label on a foreign control-plane namespace that lacks it.
+pub const NAMESPACE_LABEL_RECHECK: Duration = Duration::from_secs(30);
 /// A teardown step in flight is looked at again at least this often.
 pub const TEARDOWN_POLL_CAP: Duration = Duration::from_secs(5);
 /// How often an attempt in flight is looked at when its executor names no interval.
@@ -53,7 +55,7 @@ pub(super) fn after_job(
     status: &FederationEnablementStatus,
     timeout: Duration,
     poll: &PollIntervals,
-    namespace_terminating: bool,
+    namespace: NamespaceState,
     now: Timestamp,
 ) -> Option<Duration> {
     let mut soonest = Soonest::default();
@@ -72,8 +74,11 @@ pub(super) fn after_job(
         }
         _ => {}
     }
-    if namespace_terminating {
-        soonest.at_most(NAMESPACE_TERMINATING_RECHECK);
+    match namespace {
+        NamespaceState::Terminating => soonest.at_most(NAMESPACE_TERMINATING_RECHECK),
+        // A label on a namespace is no event of the enablement's: look again for it.
+        NamespaceState::Unlabelled => soonest.at_most(NAMESPACE_LABEL_RECHECK),
+        NamespaceState::Ready | NamespaceState::Unchecked => {}
     }
     soonest.0
 }

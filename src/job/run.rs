@@ -17,8 +17,8 @@ use super::{
     spec_hash,
 };
 use crate::api::{
-    EXTEND_PARAM_CHART_VERSION, FederationEnablementSpec, FederationEnablementStatus, JobPhase,
-    SubJobPhase, SubJobType,
+    CONTROL_PLANE_NAMESPACE_LABEL, EXTEND_PARAM_CHART_VERSION, FederationEnablementSpec,
+    FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
 };
 
 /// What the controller knows of the control-plane namespace before a subjob may start.
@@ -31,6 +31,9 @@ pub enum NamespaceState {
     Unchecked,
     /// Being deleted: nothing starts until it is gone and created afresh.
     Terminating,
+    /// A foreign namespace that exists without `federation.fleet.dev/control-plane-namespace:
+    /// "true"`: the job fails `NotAllowed` and nothing starts until it is labelled.
+    Unlabelled,
 }
 
 /// Everything the job decision depends on besides the status and the observations.
@@ -239,7 +242,7 @@ impl<'a> Round<'a> {
         match self.input.namespace {
             NamespaceState::Ready => true,
             NamespaceState::Unchecked => self.started(),
-            NamespaceState::Terminating => false,
+            NamespaceState::Terminating | NamespaceState::Unlabelled => false,
         }
     }
 
@@ -313,7 +316,7 @@ impl<'a> Round<'a> {
             &self.status,
             self.timeout,
             self.input.poll,
-            self.input.namespace == NamespaceState::Terminating,
+            self.input.namespace,
             self.now,
         );
         self.commands.sort_by_key(Command::order);
@@ -331,6 +334,15 @@ impl<'a> Round<'a> {
             finished: false,
         }
     }
+}
+
+/// Why an existing foreign namespace without the label is refused, and what lets the job go on.
+fn unlabelled_message(namespace: &str) -> String {
+    format!(
+        "controlPlane.namespace {namespace:?} exists but is not labelled \
+         {CONTROL_PLANE_NAMESPACE_LABEL}: \"true\"; a cluster admin opens it to control planes \
+         with that label, and the job proceeds by itself once it is there"
+    )
 }
 
 /// Runs an attempt under way, with its start and deadline.
@@ -507,6 +519,28 @@ fn job_phase(
         return (JobPhase::Running, reasons::RUNNING.to_string(), message);
     }
     if !namespace_ready {
+        match input.namespace {
+            NamespaceState::Unlabelled => {
+                return (
+                    JobPhase::Failed,
+                    reasons::NOT_ALLOWED.to_string(),
+                    unlabelled_message(input.control_plane_namespace),
+                );
+            }
+            // Looked at next in this reconcile: a refusal seen last time stands until then, so
+            // one that still holds is not reported afresh.
+            NamespaceState::Unchecked
+                if status.phase == Some(JobPhase::Failed)
+                    && status.reason.as_deref() == Some(reasons::NOT_ALLOWED) =>
+            {
+                return (
+                    JobPhase::Failed,
+                    reasons::NOT_ALLOWED.to_string(),
+                    status.message.clone().unwrap_or_default(),
+                );
+            }
+            _ => {}
+        }
         return (
             JobPhase::Pending,
             reasons::WAITING_FOR_NAMESPACE.to_string(),

@@ -1002,3 +1002,64 @@ fn a_new_default_chart_version_does_not_change_a_started_run() {
     h.step(at(4), &[(InstallFederationChart, Observation::succeeded())]);
     assert_eq!(h.status.chart_version.as_deref(), Some("2.0.0"));
 }
+
+/// One reconcile of a job whose foreign namespace is not looked at yet: the namespace check,
+/// then the decision on what it found, as the drive loop runs them.
+fn reconcile_with_namespace(h: &mut Harness, now: Timestamp, found: NamespaceState) -> Decision {
+    let decide_with = |h: &mut Harness, namespace| {
+        let input = JobInput {
+            spec: &h.spec,
+            control_plane_namespace: "federation-system",
+            chart_version: &h.chart_version,
+            generation: Some(1),
+            retry_annotation: None,
+            blocked: None,
+            namespace,
+            poll: &h.poll,
+            now,
+        };
+        let ids = &mut h.ids;
+        let d = decide(&input, &h.status, &BTreeMap::new(), &mut || ids.next());
+        h.status = d.status.clone();
+        d
+    };
+    let first = decide_with(h, NamespaceState::Unchecked);
+    assert!(first.commands.contains(&Command::EnsureNamespace));
+    assert!(runs(&first).is_empty());
+    let mut second = decide_with(h, found);
+    second.transitions = [first.transitions, second.transitions].concat();
+    second
+}
+
+#[test]
+fn an_unlabelled_foreign_namespace_fails_the_job_not_allowed_until_it_is_labelled() {
+    let mut h = Harness::new();
+    let d = reconcile_with_namespace(&mut h, t0(), NamespaceState::Unlabelled);
+    assert!(d.commands.is_empty(), "nothing created: {:?}", d.commands);
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(h.status.reason.as_deref(), Some(reasons::NOT_ALLOWED));
+    let message = h.status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("federation-system")
+            && message.contains("federation.fleet.dev/control-plane-namespace"),
+        "{message}"
+    );
+    assert_eq!(d.requeue_after, Some(NAMESPACE_LABEL_RECHECK));
+    assert!(matches!(
+        d.transitions.as_slice(),
+        [Transition::JobFailed { .. }]
+    ));
+    let failed_at = h.status.completion_time.clone();
+
+    let d = reconcile_with_namespace(&mut h, at(30), NamespaceState::Unlabelled);
+    assert!(
+        d.transitions.is_empty(),
+        "a refusal that holds is not reported again"
+    );
+    assert_eq!(h.status.completion_time, failed_at);
+    assert_eq!(d.requeue_after, Some(NAMESPACE_LABEL_RECHECK));
+
+    let d = reconcile_with_namespace(&mut h, at(60), NamespaceState::Ready);
+    assert_eq!(h.phase(), JobPhase::Running);
+    assert_eq!(runs(&d).len(), 2, "proceeds by itself once labelled");
+}

@@ -1,15 +1,19 @@
 //! The control-plane namespace: created on demand (marked with the enablement that created it,
-//! so that teardown knows it may delete it), and its state read before anything goes into it.
+//! so that teardown knows it may delete it, and labelled as open to control planes), and its
+//! state read before anything goes into it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
-use kube::api::PostParams;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
 
 use super::{Error, Result};
-use crate::api::{CREATED_BY_ANNOTATION, MANAGED_BY_LABEL, MANAGER};
+use crate::api::{
+    CONTROL_PLANE_NAMESPACE_LABEL, CREATED_BY_ANNOTATION, FederationEnablement, MANAGED_BY_LABEL,
+    MANAGER,
+};
 
 /// State of the control-plane namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,10 +21,30 @@ pub enum NamespaceState {
     Ready,
     Missing,
     Terminating,
+    /// It exists without `federation.fleet.dev/control-plane-namespace: "true"`: not open to
+    /// a foreign control plane.
+    Unlabelled,
 }
 
-/// Reads the namespace; creates it when `create` and it is missing, annotated with the
-/// enablement's uid so that teardown knows it may delete it.
+/// The state of a namespace that exists.
+fn state_of(namespace: &Namespace) -> NamespaceState {
+    let labelled = namespace
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(CONTROL_PLANE_NAMESPACE_LABEL))
+        .is_some_and(|value| value == "true");
+    if namespace.metadata.deletion_timestamp.is_some() {
+        NamespaceState::Terminating
+    } else if labelled {
+        NamespaceState::Ready
+    } else {
+        NamespaceState::Unlabelled
+    }
+}
+
+/// Reads the namespace; creates it when `create` and it is missing, labelled as a control-plane
+/// namespace and annotated with the enablement's uid so that teardown knows it may delete it.
 pub async fn ensure_control_plane_namespace(
     api: &Api<Namespace>,
     name: &str,
@@ -29,17 +53,19 @@ pub async fn ensure_control_plane_namespace(
 ) -> Result<NamespaceState> {
     let to_error = |action, source| Error::api::<Namespace>(action, "", name, source);
     match api.get_opt(name).await.map_err(|e| to_error("get", e))? {
-        Some(ns) if ns.metadata.deletion_timestamp.is_some() => Ok(NamespaceState::Terminating),
-        Some(_) => Ok(NamespaceState::Ready),
+        Some(ns) => Ok(state_of(&ns)),
         None if !create => Ok(NamespaceState::Missing),
         None => {
             let namespace = Namespace {
                 metadata: ObjectMeta {
                     name: Some(name.to_string()),
-                    labels: Some(BTreeMap::from([(
-                        MANAGED_BY_LABEL.to_string(),
-                        MANAGER.to_string(),
-                    )])),
+                    labels: Some(BTreeMap::from([
+                        (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
+                        (
+                            CONTROL_PLANE_NAMESPACE_LABEL.to_string(),
+                            "true".to_string(),
+                        ),
+                    ])),
                     annotations: Some(BTreeMap::from([(
                         CREATED_BY_ANNOTATION.to_string(),
                         enablement_uid.to_string(),
@@ -50,10 +76,85 @@ pub async fn ensure_control_plane_namespace(
             };
             match api.create(&PostParams::default(), &namespace).await {
                 Ok(_) => Ok(NamespaceState::Ready),
-                // Created by someone else meanwhile: it is not ours, but it exists.
-                Err(kube::Error::Api(status)) if status.code == 409 => Ok(NamespaceState::Ready),
+                // Created by someone else meanwhile: not ours; it must be labelled to be used.
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    match api.get_opt(name).await.map_err(|e| to_error("get", e))? {
+                        Some(ns) => Ok(state_of(&ns)),
+                        None => Ok(NamespaceState::Missing),
+                    }
+                }
                 Err(e) => Err(to_error("create", e)),
             }
         }
+    }
+}
+
+/// Another enablement (`namespace/name`) whose control plane is in `namespace`, besides the one
+/// of uid `uid`: while there is one, the namespace stays. Being deleted counts: its teardown may
+/// still run in there.
+pub fn shared_with<'a>(
+    namespace: &str,
+    uid: &str,
+    enablements: impl IntoIterator<Item = &'a FederationEnablement>,
+) -> Option<String> {
+    enablements.into_iter().find_map(|fe| {
+        let own = fe.namespace().unwrap_or_default();
+        (fe.uid().as_deref() != Some(uid) && fe.spec.control_plane_namespace(&own) == namespace)
+            .then(|| format!("{own}/{}", fe.name_any()))
+    })
+}
+
+/// [`shared_with`] over every enablement of the cluster, listed afresh (a cache could miss one
+/// created a moment ago).
+pub async fn shared_with_another(
+    api: &Api<FederationEnablement>,
+    namespace: &str,
+    uid: &str,
+) -> Result<Option<String>> {
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::api::<FederationEnablement>("list", "", "", source))?;
+    Ok(shared_with(namespace, uid, &list.items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enablement(
+        namespace: &str,
+        name: &str,
+        control_plane: Option<&str>,
+    ) -> FederationEnablement {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "federation.fleet.dev/v1alpha1",
+            "kind": "FederationEnablement",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")},
+            "spec": {
+                "clusterGroupID": name,
+                "chart": {},
+                "controlPlane": {"namespace": control_plane},
+            },
+        }))
+        .expect("enablement")
+    }
+
+    #[test]
+    fn a_namespace_is_shared_while_another_enablement_has_its_control_plane_there() {
+        let ours = enablement("team-a", "a", Some("fed"));
+        let other = enablement("team-b", "b", Some("fed"));
+        let elsewhere = enablement("team-c", "c", Some("other"));
+        let local = enablement("fed", "d", None);
+        assert_eq!(shared_with("fed", "team-a-a", [&ours, &elsewhere]), None);
+        assert_eq!(
+            shared_with("fed", "team-a-a", [&ours, &other]).as_deref(),
+            Some("team-b/b")
+        );
+        assert_eq!(
+            shared_with("fed", "team-a-a", [&ours, &local]).as_deref(),
+            Some("fed/d"),
+            "an enablement living there uses it too"
+        );
     }
 }

@@ -30,7 +30,9 @@ use crate::api::{FederationEnablement, FederationEnablementSpec, SubJobType};
 use crate::chart_source::ChartDefaults;
 use crate::job::{Command, Mode, Observation, RunFacts};
 
-pub use control_plane_namespace::{NamespaceState, ensure_control_plane_namespace};
+pub use control_plane_namespace::{
+    NamespaceState, ensure_control_plane_namespace, shared_with, shared_with_another,
+};
 
 /// Errors of the executors' calls to the API server. The controller turns them into a
 /// failed attempt with reason `ApiError`, naming what failed.

@@ -2,7 +2,7 @@
 //! by labelling them `federation.fleet.dev/control-plane: <enablement uid>`.
 //!
 //! ReleaseNode (teardown) removes those labels and the control-plane namespace when this
-//! enablement created it.
+//! enablement created it and no other enablement has its control plane there.
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -10,6 +10,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::control_plane_namespace::shared_with_another;
 use super::deletion::delete_one;
 use super::{Context, Error, Result, SubJobExecutor, names};
 use crate::api::{CONTROL_PLANE_NODE_LABEL, CREATED_BY_ANNOTATION, SubJobType};
@@ -139,6 +140,12 @@ impl NodeExecutor {
             if let Some(ns) =
                 ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
             {
+                let enablements = Api::all(self.client.clone());
+                if let Some(other) = shared_with_another(&enablements, namespace, ctx.uid).await? {
+                    return Ok(Observation::succeeded_with(format!(
+                        "nodes released; namespace {namespace} kept: {other} uses it"
+                    )));
+                }
                 delete_one(&api, &ns).await?;
                 return Ok(Observation::succeeded_with(format!(
                     "nodes released; namespace {namespace} deleted"

@@ -94,6 +94,9 @@ pub fn policy() -> Policy {
         ],
         chart_defaults: ChartDefaults::default(),
         watch_namespace: None,
+        controller_namespace: Some("federation-controller".to_string()),
+        allowed_service_annotation_prefixes: Vec::new(),
+        allow_elb_id: true,
     }
 }
 

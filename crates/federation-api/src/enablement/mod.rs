@@ -17,6 +17,9 @@ pub const FINALIZER: &str = "federation.fleet.dev/cleanup";
 pub const RETRY_ANNOTATION: &str = "federation.fleet.dev/retry";
 /// Annotation on a namespace the controller created; its value is the enablement's uid.
 pub const CREATED_BY_ANNOTATION: &str = "federation.fleet.dev/created-by";
+/// Label (value `"true"`) that opens an existing namespace to foreign control planes, set by a
+/// cluster admin; the controller sets it on the namespaces it creates.
+pub const CONTROL_PLANE_NAMESPACE_LABEL: &str = "federation.fleet.dev/control-plane-namespace";
 /// Node label that reserves a node for one enablement's control plane; the value is its uid.
 pub const CONTROL_PLANE_NODE_LABEL: &str = "federation.fleet.dev/control-plane";
 /// Label naming the enablement that owns an object.
