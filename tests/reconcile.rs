@@ -1097,6 +1097,86 @@ async fn stale_reads_in_a_row_back_off_and_report_the_cache_as_failing() {
     assert_eq!(health.stalls(), []);
 }
 
+/// A labelled credentials Secret is sent only to the repositories its annotation names, and
+/// never over plain http.
+#[tokio::test]
+async fn repository_credentials_go_only_where_their_secret_says_and_never_over_http() {
+    let attempt = |repository: &str, annotation: Option<&str>| {
+        let repository = repository.to_string();
+        let annotation = annotation.map(str::to_string);
+        async move {
+            let chart = json!({"repository": repository, "name": "federation", "version": "1.2.3",
+                "credentialsSecretRef": {"name": "repo"}});
+            let mut allow = policy();
+            allow.allowed_chart_repositories = vec![repository.clone()];
+            let h = Harness::new(allow);
+            h.server.insert(ready_node("node-1"));
+            h.server.insert(enablement_json(
+                NAME,
+                NS,
+                "fleet-a",
+                json!({"chart": chart, "backoffLimit": 0}),
+            ));
+            h.sync_store(&[FE_PATH]);
+            let annotations = annotation.map_or(
+                json!({}),
+                |a| json!({"federation.fleet.dev/chart-repositories": a}),
+            );
+            h.server.insert(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "repo", "namespace": NS, "annotations": annotations,
+                    "labels": {"federation.fleet.dev/chart-credentials": "true"}},
+                "data": {"username": "dXNlcg==", "password": "cGFzcw=="}}));
+            h.reconcile(FE_PATH).await;
+            give_load_balancer_address(&h);
+            h.reconcile(FE_PATH).await;
+            let install = h.sub_job(FE_PATH, "InstallFederationChart");
+            let sent = h
+                .server
+                .get(VALUES)
+                .is_some_and(|v| v["data"].get("repository-password").is_some());
+            (
+                install["reason"].as_str().unwrap_or_default().to_string(),
+                install["message"].as_str().unwrap_or_default().to_string(),
+                sent,
+            )
+        }
+    };
+
+    let (reason, message, sent) = attempt("https://charts.example/team", None).await;
+    assert_eq!(reason, "CredentialsNotFound");
+    assert!(
+        message.contains("federation.fleet.dev/chart-repositories"),
+        "{message}"
+    );
+    assert!(!sent, "not sent without the annotation");
+
+    let (reason, message, sent) = attempt(
+        "https://charts.example/team-x",
+        Some("https://charts.example/team"),
+    )
+    .await;
+    assert_eq!(reason, "CredentialsNotFound");
+    assert!(message.contains("does not name"), "{message}");
+    assert!(
+        !sent,
+        "not sent to a repository the annotation does not name"
+    );
+
+    let (reason, message, sent) =
+        attempt("http://charts.example/team", Some("http://charts.example")).await;
+    assert_eq!(reason, "CredentialsNotFound");
+    assert!(message.contains("never sent over http://"), "{message}");
+    assert!(!sent, "never over plain http");
+
+    let (reason, _, sent) = attempt(
+        "https://charts.example/team/stable",
+        Some("oci://registry.example, https://charts.example/team"),
+    )
+    .await;
+    assert_ne!(reason, "CredentialsNotFound");
+    assert!(sent, "sent where the annotation allows it");
+}
+
 #[tokio::test]
 async fn repository_credentials_are_used_only_from_a_secret_labelled_for_it() {
     let chart = json!({"repository": "https://charts.example", "name": "federation", "version": "1.2.3",
@@ -1104,7 +1184,8 @@ async fn repository_credentials_are_used_only_from_a_secret_labelled_for_it() {
     let h = setup(json!({"chart": chart, "backoffLimit": 0}));
     let secret = |labels: Value| {
         json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "repo", "namespace": NS, "labels": labels},
+            "metadata": {"name": "repo", "namespace": NS, "labels": labels,
+                "annotations": {"federation.fleet.dev/chart-repositories": "https://charts.example"}},
             "data": {"username": "dXNlcg==", "password": "cGFzcw=="}})
     };
     h.server.insert(secret(json!({})));

@@ -38,6 +38,45 @@ const USERNAME_KEY: &str = "repository-username";
 const PASSWORD_KEY: &str = "repository-password";
 /// Label a Secret must carry (`"true"`) to be used as chart repository credentials.
 pub const CREDENTIALS_LABEL: &str = "federation.fleet.dev/chart-credentials";
+/// Annotation of a credentials Secret: the repositories (comma-separated prefixes, matched on a
+/// `/` boundary) it may be sent to.
+pub const CREDENTIALS_REPOSITORIES_ANNOTATION: &str = "federation.fleet.dev/chart-repositories";
+
+/// Whether the credentials in `secret` may go to `repository`: never over `http://`, and only
+/// to a repository the Secret's annotation names. Err says why not.
+fn credentials_may_go_to(secret: &Secret, repository: &str) -> std::result::Result<(), String> {
+    if repository
+        .get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    {
+        return Err(format!(
+            "credentials are never sent over http:// ({repository}); use https:// or oci://"
+        ));
+    }
+    let allowed: Vec<String> = secret
+        .annotations()
+        .get(CREDENTIALS_REPOSITORIES_ANNOTATION)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if allowed.is_empty() {
+        return Err(format!(
+            "it lacks the annotation {CREDENTIALS_REPOSITORIES_ANNOTATION} naming the repositories \
+             (comma-separated prefixes) it may be sent to"
+        ));
+    }
+    if !crate::policy::repository_allowed(repository, &allowed) {
+        return Err(format!(
+            "its annotation {CREDENTIALS_REPOSITORIES_ANNOTATION} does not name {repository}"
+        ));
+    }
+    Ok(())
+}
 
 /// What `chart.credentialsSecretRef` gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +225,12 @@ impl ChartExecutor {
                 )));
             }
         };
+        if let Err(why) = credentials_may_go_to(&secret, self.chart(ctx).repository) {
+            return Ok(RepositoryCredentials::Unusable(format!(
+                "Secret {}/{} (chart.credentialsSecretRef) is not used: {why}",
+                ctx.namespace, reference.name
+            )));
+        }
         let Some(data) = secret.data else {
             return Ok(RepositoryCredentials::Unusable(format!(
                 "Secret {}/{} (chart.credentialsSecretRef) is empty",
