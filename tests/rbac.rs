@@ -452,7 +452,8 @@ async fn whole_life(policy: Policy, control_plane: &str, extra_spec: Value) -> V
     h.server.insert(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "repo-credentials", "namespace": NS,
-                     "labels": {"federation.fleet.dev/chart-credentials": "true"}},
+                     "labels": {"federation.fleet.dev/chart-credentials": "true"},
+                     "annotations": {"federation.fleet.dev/chart-repositories": "oci://registry.example/charts"}},
         "data": {"username": "dXNlcg==", "password": "cGFzcw=="},
     }));
     let mut spec = json!({
