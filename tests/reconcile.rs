@@ -657,8 +657,9 @@ async fn deletion_tears_everything_down_then_removes_the_finalizer() {
     );
 }
 
-#[tokio::test]
-async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_teardown() {
+/// An enablement whose control plane goes to the foreign namespace `federation-system`, allowed
+/// by the flag, on a cluster with one ready node.
+fn foreign_namespace_enablement() -> Harness {
     let mut allow = policy();
     allow.allow_foreign_control_plane_namespaces = true;
     let h = Harness::new(allow);
@@ -670,6 +671,12 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
         json!({"controlPlane": {"namespace": "federation-system"}}),
     ));
     h.sync_store(&[FE_PATH]);
+    h
+}
+
+#[tokio::test]
+async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_teardown() {
+    let h = foreign_namespace_enablement();
     h.reconcile(FE_PATH).await;
     let uid = h.server.get(FE_PATH).expect("fe")["metadata"]["uid"]
         .as_str()
@@ -1279,17 +1286,7 @@ async fn when_the_enablements_namespace_is_terminating_teardown_creates_nothing_
 /// holds no release to uninstall: the uninstall step must not wait for a Job that cannot run.
 #[tokio::test]
 async fn a_missing_foreign_control_plane_namespace_never_blocks_teardown() {
-    let mut allow = policy();
-    allow.allow_foreign_control_plane_namespaces = true;
-    let h = Harness::new(allow);
-    h.server.insert(ready_node("node-1"));
-    h.server.insert(enablement_json(
-        NAME,
-        NS,
-        "fleet-a",
-        json!({"controlPlane": {"namespace": "federation-system"}}),
-    ));
-    h.sync_store(&[FE_PATH]);
+    let h = foreign_namespace_enablement();
     h.reconcile(FE_PATH).await;
     h.server.modify(
         "/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver",
