@@ -98,7 +98,7 @@ configurations=(
   "defaults|"
   "watch-namespace|watchNamespace=team-a"
   "everything-on|serviceMonitor.enabled=true,networkPolicy.enabled=true,podDisruptionBudget.enabled=true,tls.secretName=x"
-  "allow-flags|allowClusterScopedCharts=true,allowForeignControlPlaneNamespaces=true"
+  "allow-flags|allowClusterScopedCharts=true,allowForeignControlPlaneNamespaces=true,fleetEntitlement=namespace-annotation"
   "node-label-policy|nodeLabelPolicy.enabled=true"
 )
 # Configurations that need a newer Kubernetes than the chart's oldest: name|first version.

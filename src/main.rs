@@ -21,7 +21,9 @@ use federation_controller::http::{
 };
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
-use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy, parse_repository_url};
+use federation_controller::policy::{
+    DEFAULT_RUNNER_IMAGE, FleetEntitlement, Policy, parse_repository_url,
+};
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
 use kube::Api;
@@ -61,6 +63,12 @@ enum ExecutorKind {
     Kubernetes,
     /// Subjobs succeed after a delay and create nothing (demos, load and end-to-end tests).
     Simulated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FleetEntitlementArg {
+    None,
+    NamespaceAnnotation,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -210,6 +218,16 @@ struct RunArgs {
         action = clap::ArgAction::Set
     )]
     allow_elb_id: bool,
+    /// Who may claim a fleet id: `none` (the oldest enablement naming it) or
+    /// `namespace-annotation` (only an enablement whose namespace lists the id in the annotation
+    /// federation.fleet.dev/fleets, comma-separated or `*`).
+    #[arg(
+        long,
+        env = "FEDERATION_CONTROLLER_FLEET_ENTITLEMENT",
+        value_enum,
+        default_value = "none"
+    )]
+    fleet_entitlement: FleetEntitlementArg,
     /// Chart repository of an enablement whose spec names none (the Karmada profile's).
     #[arg(long, env = "FEDERATION_CONTROLLER_DEFAULT_CHART_REPOSITORY", default_value = DEFAULT_CHART_REPOSITORY, value_parser = parse_repository_url)]
     default_chart_repository: String,
@@ -413,6 +431,10 @@ fn policy(args: &RunArgs, client: &kube::Client) -> Policy {
             .cloned()
             .collect(),
         allow_elb_id: args.allow_elb_id,
+        fleet_entitlement: match args.fleet_entitlement {
+            FleetEntitlementArg::None => FleetEntitlement::None,
+            FleetEntitlementArg::NamespaceAnnotation => FleetEntitlement::NamespaceAnnotation,
+        },
     }
 }
 

@@ -2,6 +2,8 @@
 //! create an enablement cannot escalate through it), what this controller cannot do yet (the
 //! Karmada chart profile), and the one-enablement-per-fleet rule.
 
+use std::collections::BTreeMap;
+
 use kube::ResourceExt;
 
 use crate::api::kubernetes_names::{
@@ -36,6 +38,54 @@ pub struct Policy {
     pub allowed_service_annotation_prefixes: Vec<String>,
     /// Whether `network.elbID` may be set (`--allow-elb-id`).
     pub allow_elb_id: bool,
+    /// Who may claim a fleet id (`--fleet-entitlement`).
+    pub fleet_entitlement: FleetEntitlement,
+}
+
+/// Who may claim a `clusterGroupID`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FleetEntitlement {
+    /// Anyone: the oldest enablement naming a fleet owns it.
+    #[default]
+    None,
+    /// Only an enablement whose namespace lists the id in the annotation
+    /// [`FLEETS_ANNOTATION`] (comma-separated, or `*`).
+    NamespaceAnnotation,
+}
+
+/// Annotation of a namespace: the fleet ids its enablements may claim (comma-separated, or `*`).
+pub const FLEETS_ANNOTATION: &str = "federation.fleet.dev/fleets";
+
+/// Whether a namespace with these annotations lists `fleet` in [`FLEETS_ANNOTATION`].
+pub fn namespace_lists_fleet(
+    fleet: &str,
+    namespace_annotations: Option<&BTreeMap<String, String>>,
+) -> bool {
+    namespace_annotations
+        .and_then(|a| a.get(FLEETS_ANNOTATION))
+        .is_some_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|entry| entry == "*" || entry == fleet)
+        })
+}
+
+/// `Blocked` with `FleetNotEntitled` when the enablement's namespace does not list its fleet.
+pub fn check_entitlement(
+    enablement: &FederationEnablement,
+    namespace_annotations: Option<&BTreeMap<String, String>>,
+) -> Option<Blocked> {
+    let fleet = &enablement.spec.cluster_group_id;
+    if namespace_lists_fleet(fleet, namespace_annotations) {
+        return None;
+    }
+    Some(Blocked {
+        reason: reasons::FLEET_NOT_ENTITLED,
+        message: format!(
+            "namespace {} may not claim fleet {fleet:?}: its annotation {FLEETS_ANNOTATION} does not list it; this enablement proceeds once it does",
+            enablement.namespace().unwrap_or_default()
+        ),
+    })
 }
 
 /// Namespaces of the cluster itself: never a foreign control-plane namespace, whatever the flags.
@@ -283,6 +333,8 @@ pub fn parse_repository_url(entry: &str) -> Result<String, String> {
 pub const DEFAULT_RUNNER_IMAGE: &str = "docker.io/alpine/helm:3.16.4";
 
 /// `Blocked` with `DuplicateClusterGroupID` when an older enablement owns the same fleet.
+/// `all` holds the enablements that may own it (with fleet entitlement on, the entitled ones).
+/// The owner is named only to an enablement in its own namespace.
 pub fn check_duplicate<'a>(
     enablement: &FederationEnablement,
     all: impl IntoIterator<Item = &'a FederationEnablement>,
@@ -292,12 +344,15 @@ pub fn check_duplicate<'a>(
     if owner.uid() == enablement.uid() || fleet_seniority(owner) >= fleet_seniority(enablement) {
         return None;
     }
+    let owner_name = if owner.namespace() == enablement.namespace() {
+        format!("FederationEnablement {}", owner.name_any())
+    } else {
+        "FederationEnablement in another namespace".to_string()
+    };
     Some(Blocked {
         reason: reasons::DUPLICATE_CLUSTER_GROUP_ID,
         message: format!(
-            "fleet {fleet:?} is owned by the older FederationEnablement {}/{}; this one proceeds once that one is gone",
-            owner.namespace().unwrap_or_default(),
-            owner.name_any()
+            "fleet {fleet:?} is owned by an older {owner_name}; this one proceeds once that one is gone"
         ),
     })
 }
@@ -319,6 +374,7 @@ mod tests {
             controller_namespace: Some("federation-controller".into()),
             allowed_service_annotation_prefixes: Vec::new(),
             allow_elb_id: true,
+            fleet_entitlement: FleetEntitlement::None,
         }
     }
 
@@ -633,12 +689,46 @@ mod tests {
         assert_eq!(check_duplicate(&other, &all), None);
         let blocked = check_duplicate(&new, &all).expect("duplicate");
         assert_eq!(blocked.reason, "DuplicateClusterGroupID");
-        assert!(blocked.message.contains("b/old"));
+        assert!(
+            blocked.message.contains("another namespace")
+                && !blocked.message.contains("FederationEnablement old")
+                && !blocked.message.contains("b/"),
+            "the owner in another namespace is not named: {}",
+            blocked.message
+        );
+        let neighbour = enablement("b", "neighbour", "fleet", "2026-01-03T00:00:00Z");
+        let blocked = check_duplicate(&neighbour, &all).expect("duplicate");
+        assert!(
+            blocked.message.contains("FederationEnablement old"),
+            "the owner in the same namespace is named: {}",
+            blocked.message
+        );
         assert_eq!(
             check_duplicate(&new, &[new.clone(), other]),
             None,
             "proceeds once the owner is gone"
         );
+    }
+
+    #[test]
+    fn a_namespace_entitles_the_fleets_its_annotation_lists() {
+        let fe = enablement("a", "x", "fleet-1", "2026-01-01T00:00:00Z");
+        let annotations =
+            |list: &str| BTreeMap::from([(FLEETS_ANNOTATION.to_string(), list.to_string())]);
+        assert_eq!(
+            check_entitlement(&fe, Some(&annotations("fleet-0, fleet-1"))),
+            None
+        );
+        assert_eq!(check_entitlement(&fe, Some(&annotations("*"))), None);
+        for refused in [None, Some(annotations("fleet-10")), Some(annotations(""))] {
+            let blocked = check_entitlement(&fe, refused.as_ref()).expect("not entitled");
+            assert_eq!(blocked.reason, "FleetNotEntitled");
+            assert!(
+                blocked.message.contains(FLEETS_ANNOTATION),
+                "{}",
+                blocked.message
+            );
+        }
     }
 
     #[test]

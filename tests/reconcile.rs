@@ -474,11 +474,10 @@ async fn a_second_enablement_for_the_same_fleet_waits_for_the_owner_to_go() {
         (status["phase"].as_str(), status["reason"].as_str()),
         (Some("Failed"), Some("DuplicateClusterGroupID"))
     );
+    let message = status["message"].as_str().expect("message");
     assert!(
-        status["message"]
-            .as_str()
-            .expect("message")
-            .contains("team-a/fleet-a")
+        message.contains("another namespace") && !message.contains("team-a"),
+        "the owner in another namespace is not named: {message}"
     );
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
 
@@ -486,6 +485,64 @@ async fn a_second_enablement_for_the_same_fleet_waits_for_the_owner_to_go() {
     h.sync_store(&[second]);
     h.reconcile(second).await;
     assert_eq!(h.status(second)["phase"], "Running");
+}
+
+/// With `--fleet-entitlement=namespace-annotation` a fleet id is not first come, first served:
+/// only an enablement whose namespace lists it may claim it, and one that may not claims nothing,
+/// not even against a later rightful owner.
+#[tokio::test]
+async fn fleet_ids_go_only_to_namespaces_entitled_to_them() {
+    let mut entitled = policy();
+    entitled.fleet_entitlement =
+        federation_controller::policy::FleetEntitlement::NamespaceAnnotation;
+    let h = Harness::new(entitled);
+    h.server.insert(ready_node("node-1"));
+    let namespace = |name: &str, fleets: Option<&str>| {
+        let annotations = fleets.map_or(json!({}), |f| json!({"federation.fleet.dev/fleets": f}));
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "annotations": annotations}})
+    };
+    h.server.insert(namespace("team-b", None));
+    h.server.insert(namespace(NS, Some("fleet-x, fleet-a")));
+    // An older enablement in team-b, which may not claim fleet-a.
+    let squatter =
+        "/apis/federation.fleet.dev/v1alpha1/namespaces/team-b/federationenablements/squat";
+    let mut older = enablement_json("squat", "team-b", "fleet-a", json!({}));
+    older["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    h.server.insert(older);
+    h.server
+        .insert(enablement_json(NAME, NS, "fleet-a", json!({})));
+    h.sync_store(&[FE_PATH, squatter]);
+
+    h.reconcile(squatter).await;
+    let calls = h.server.take_calls();
+    assert_eq!(
+        writes(&calls),
+        vec![
+            format!("PATCH {squatter}"),
+            format!("PATCH {squatter}/status")
+        ],
+        "nothing created"
+    );
+    let status = h.status(squatter);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some("FleetNotEntitled"))
+    );
+
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        h.status(FE_PATH)["phase"],
+        "Running",
+        "the older enablement that may not claim the fleet does not own it"
+    );
+
+    // Once team-b's namespace lists the fleet, the squatter proceeds by itself.
+    h.server.modify("/api/v1/namespaces/team-b", |ns| {
+        ns["metadata"]["annotations"] = json!({"federation.fleet.dev/fleets": "*"})
+    });
+    h.reconcile(squatter).await;
+    assert_eq!(h.status(squatter)["phase"], "Running");
 }
 
 #[tokio::test]

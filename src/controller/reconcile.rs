@@ -1,5 +1,8 @@
 //! The two kinds of reconcile: run the job, or tear it down once the enablement is deleted.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -10,16 +13,68 @@ use crate::api::{FINALIZER, FederationEnablement};
 use crate::job;
 use crate::policy;
 
+/// Who may have the fleet: with `--fleet-entitlement=namespace-annotation` only an enablement
+/// whose namespace lists it, and among those (or among all, without it) the oldest.
+async fn check_fleet(
+    fe: &FederationEnablement,
+    ctx: &Context,
+) -> Result<Option<job::Blocked>, Error> {
+    let all = ctx.store.state();
+    let fleet = &fe.spec.cluster_group_id;
+    if ctx.policy.fleet_entitlement == policy::FleetEntitlement::None {
+        return Ok(policy::check_duplicate(fe, all.iter().map(AsRef::as_ref)));
+    }
+    // The namespaces of every enablement naming this fleet (a handful), read once each.
+    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+    let mut lists: BTreeMap<String, bool> = BTreeMap::new();
+    let candidates = all
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|other: &&FederationEnablement| &other.spec.cluster_group_id == fleet)
+        .chain(std::iter::once(fe));
+    for candidate in candidates {
+        let name = candidate.namespace().unwrap_or_default();
+        if lists.contains_key(&name) {
+            continue;
+        }
+        let namespace = namespaces.get_opt(&name).await.map_err(|e| {
+            let enablement = format!("{}/{}", fe.namespace().unwrap_or_default(), fe.name_any());
+            Error::Namespace(
+                enablement,
+                crate::subjobs::Error::api::<Namespace>("get", "", &name, e),
+            )
+        })?;
+        let annotations = namespace.as_ref().map(|ns| ns.annotations());
+        lists.insert(name, policy::namespace_lists_fleet(fleet, annotations));
+    }
+    let entitled = |other: &FederationEnablement| {
+        lists
+            .get(&other.namespace().unwrap_or_default())
+            .copied()
+            .unwrap_or(false)
+    };
+    if !entitled(fe) {
+        return Ok(policy::check_entitlement(fe, None));
+    }
+    // An older enablement that may not claim the fleet does not own it.
+    Ok(policy::check_duplicate(
+        fe,
+        all.iter()
+            .map(AsRef::as_ref)
+            .filter(|other| entitled(other)),
+    ))
+}
+
 pub(super) async fn run_job(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let current = fe.status.clone().unwrap_or_default();
-    let blocked = ctx.policy.check(fe).or_else(|| {
-        let all = ctx.store.state();
-        policy::check_duplicate(fe, all.iter().map(AsRef::as_ref))
-    });
+    let blocked = match ctx.policy.check(fe) {
+        Some(blocked) => Some(blocked),
+        None => check_fleet(fe, ctx).await?,
+    };
     let namespace = fe.namespace().unwrap_or_default();
     let control_plane_namespace = fe.spec.control_plane_namespace(&namespace).to_string();
     let needs_namespace = ctx.executors.kubernetes && control_plane_namespace != namespace;

@@ -14,6 +14,7 @@ pub const DELETING: &str = "Deleting";
 // Gates checked before anything is created.
 pub const NOT_ALLOWED: &str = "NotAllowed";
 pub const DUPLICATE_CLUSTER_GROUP_ID: &str = "DuplicateClusterGroupID";
+pub const FLEET_NOT_ENTITLED: &str = "FleetNotEntitled";
 /// The spec asks for something this controller cannot do yet (the Karmada chart profile).
 pub const NOT_IMPLEMENTED: &str = "NotImplemented";
 

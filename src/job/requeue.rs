@@ -69,9 +69,12 @@ pub(super) fn after_job(
     }
     match (status.phase, status.reason.as_deref()) {
         (Some(JobPhase::Success), _) => soonest.at_most(MAINTENANCE_INTERVAL),
-        (Some(JobPhase::Failed), Some(reasons::DUPLICATE_CLUSTER_GROUP_ID)) => {
-            soonest.at_most(DUPLICATE_RECHECK_INTERVAL)
-        }
+        // Neither the fleet's owner going nor a namespace annotation is an event of this
+        // enablement's: look again.
+        (
+            Some(JobPhase::Failed),
+            Some(reasons::DUPLICATE_CLUSTER_GROUP_ID | reasons::FLEET_NOT_ENTITLED),
+        ) => soonest.at_most(DUPLICATE_RECHECK_INTERVAL),
         _ => {}
     }
     match namespace {

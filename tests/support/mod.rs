@@ -97,6 +97,7 @@ pub fn policy() -> Policy {
         controller_namespace: Some("federation-controller".to_string()),
         allowed_service_annotation_prefixes: Vec::new(),
         allow_elb_id: true,
+        fleet_entitlement: Default::default(),
     }
 }
 
