@@ -145,27 +145,34 @@ impl Machine for JobMachine<'_> {
                             ensure_namespace(ctx, fe, &self.control_plane_namespace, true).await?;
                         *self.namespace.lock().unwrap_or_else(|e| e.into_inner()) = state;
                     }
-                    Command::Run { sub_job, mode, .. } => runs.push((sub_job, mode, command)),
+                    Command::Run {
+                        sub_job,
+                        mode,
+                        started_at,
+                        deadline,
+                        facts,
+                    } => runs.push((sub_job, mode, started_at, deadline, facts)),
                     Command::Undo { step, .. } => {
                         warn!(%step, "a job run asked for a teardown step")
                     }
                 }
             }
             let now = ctx.clock.now();
-            let observed =
-                future::join_all(runs.iter().map(|(sub_job, mode, command)| async move {
-                    let sub_ctx = subjobs::Context::for_command(fe, &ctx.settings, command, now);
-                    let executor = ctx.executors.get(*sub_job);
-                    let result = match &sub_ctx {
-                        Some(sub_ctx) => executor.run(sub_ctx, *mode).await,
-                        None => Ok(Observation::failed(
-                            reasons::API_ERROR,
-                            "no executor context",
-                        )),
-                    };
+            let observed = future::join_all(runs.iter().map(
+                |(sub_job, mode, started_at, deadline, facts)| async move {
+                    let sub_ctx = subjobs::Context::for_attempt(
+                        fe,
+                        &ctx.settings,
+                        facts,
+                        *started_at,
+                        *deadline,
+                        now,
+                    );
+                    let result = ctx.executors.get(*sub_job).run(&sub_ctx, *mode).await;
                     (*sub_job, observe(result, sub_job))
-                }))
-                .await;
+                },
+            ))
+            .await;
             Ok(observed.into_iter().collect())
         })
     }
@@ -206,13 +213,29 @@ impl Machine for TeardownMachine<'_> {
             let ctx = self.ctx;
             let mut observed = BTreeMap::new();
             for command in &commands {
-                let (Command::Undo { step, attempt, .. }, Some(sub_ctx)) = (
-                    command,
-                    subjobs::Context::for_command(self.fe, &ctx.settings, command, ctx.clock.now()),
-                ) else {
+                let Command::Undo {
+                    step,
+                    attempt,
+                    started_at,
+                    deadline,
+                    facts,
+                    control_plane_namespace_gone,
+                    work_may_exist,
+                } = command
+                else {
                     warn!(?command, "a teardown asked for a job command");
                     continue;
                 };
+                let mut sub_ctx = subjobs::Context::for_attempt(
+                    self.fe,
+                    &ctx.settings,
+                    facts,
+                    *started_at,
+                    *deadline,
+                    ctx.clock.now(),
+                );
+                sub_ctx.control_plane_namespace_gone = *control_plane_namespace_gone;
+                sub_ctx.work_may_exist = *work_may_exist;
                 let executor = ctx.executors.get(step.undoes());
                 let observation = observe(executor.teardown(&sub_ctx, *attempt).await, step);
                 observed.insert(*step, observation);

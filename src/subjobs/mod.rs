@@ -28,7 +28,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{FederationEnablement, FederationEnablementSpec, SubJobType};
 use crate::chart_source::ChartDefaults;
-use crate::job::{Command, Mode, Observation, RunFacts};
+use crate::job::{Mode, Observation, RunFacts};
 
 pub use control_plane_namespace::{
     NamespaceState, ensure_control_plane_namespace, shared_with, shared_with_another,
@@ -126,46 +126,24 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    /// The context of a subjob or teardown command; None for a command no executor runs.
-    pub fn for_command(
+    /// The context of a command's work: the run it belongs to, and when its attempt started and
+    /// times out. A teardown step sets its own flags on top.
+    pub fn for_attempt(
         enablement: &'a FederationEnablement,
         settings: &'a Settings,
-        command: &'a Command,
+        run: &'a RunFacts,
+        started_at: Timestamp,
+        deadline: Timestamp,
         now: Timestamp,
-    ) -> Option<Self> {
-        let (run, started_at, deadline, namespace_gone, work_may_exist) = match command {
-            Command::Run {
-                started_at,
-                deadline,
-                facts,
-                ..
-            } => (facts, *started_at, *deadline, false, true),
-            Command::Undo {
-                started_at,
-                deadline,
-                facts,
-                control_plane_namespace_gone,
-                work_may_exist,
-                ..
-            } => (
-                facts,
-                *started_at,
-                *deadline,
-                *control_plane_namespace_gone,
-                *work_may_exist,
-            ),
-            Command::EnsureNamespace => return None,
-        };
+    ) -> Self {
         let mut ctx = Context::new(enablement, run, settings, now);
         ctx.started_at = started_at;
         ctx.deadline = deadline;
-        ctx.control_plane_namespace_gone = namespace_gone;
-        ctx.work_may_exist = work_may_exist;
-        Some(ctx)
+        ctx
     }
 
     /// The context of `enablement` for an attempt that starts `now`, with the spec's timeout
-    /// (tests; the controller uses [`Context::for_command`]).
+    /// (tests; the controller uses [`Context::for_attempt`]).
     pub fn new(
         enablement: &'a FederationEnablement,
         run: &'a RunFacts,
