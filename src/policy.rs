@@ -1,6 +1,6 @@
 //! Gates checked before a job creates anything: the controller's allowlists (so a user who may
-//! create an enablement cannot escalate through it), what this controller cannot do yet (the
-//! Karmada chart profile), and the one-enablement-per-fleet rule.
+//! create an enablement cannot escalate through it), what the Karmada chart profile needs, and
+//! the one-enablement-per-fleet rule.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +88,9 @@ pub fn check_entitlement(
     })
 }
 
+/// The ClusterRole the Karmada chart's installer needs; never given to a Generic chart.
+pub const CLUSTER_ADMIN: &str = "cluster-admin";
+
 /// Namespaces of the cluster itself: never a foreign control-plane namespace, whatever the flags.
 pub const RESERVED_NAMESPACES: [&str; 4] =
     ["kube-system", "kube-public", "kube-node-lease", "default"];
@@ -145,30 +148,98 @@ impl Policy {
         if let Some(blocked) = self.check_service_annotations(enablement) {
             return Some(blocked);
         }
-        let control_plane = spec.control_plane_namespace(&own_namespace);
-        if control_plane != own_namespace {
-            if RESERVED_NAMESPACES.contains(&control_plane)
-                || self.controller_namespace.as_deref() == Some(control_plane)
-            {
-                return not_allowed(format!(
-                    "controlPlane.namespace {control_plane:?} is reserved (kube-system, \
-                     kube-public, kube-node-lease, default and the controller's own namespace \
-                     never hold a foreign control plane)"
-                ));
-            }
-            if !self.allow_foreign_control_plane_namespaces {
-                return not_allowed(format!(
-                    "controlPlane.namespace {control_plane:?} is not the enablement's namespace; \
-                     that needs the controller's --allow-foreign-control-plane-namespaces"
-                ));
-            }
-            if self.watch_namespace.is_some() {
-                return not_allowed(format!(
-                    "controlPlane.namespace {control_plane:?} is refused while the controller watches one namespace (--namespace)"
-                ));
-            }
+        match chart.resolved_profile() {
+            ChartProfile::Generic => self.check_foreign_namespace(spec, &own_namespace),
+            ChartProfile::Karmada => self.check_karmada(spec, &own_namespace),
         }
-        karmada_not_implemented(chart)
+    }
+
+    /// `NotAllowed` for a control-plane namespace other than the enablement's own, unless the
+    /// flags allow one and it is not reserved; and for `cluster-admin` (Generic profile).
+    fn check_foreign_namespace(
+        &self,
+        spec: &FederationEnablementSpec,
+        own_namespace: &str,
+    ) -> Option<Blocked> {
+        // Its installer account lives in a namespace tenants use: whoever may run pods there
+        // could act as it. The Karmada profile's lives in a namespace of its own.
+        if spec.chart.installer_cluster_role == CLUSTER_ADMIN {
+            return not_allowed(
+                "chart.installerClusterRole cluster-admin is allowed for the Karmada profile only, \
+                 whose installer runs in a namespace no tenant uses"
+                    .to_string(),
+            );
+        }
+        let control_plane = spec.control_plane_namespace(own_namespace);
+        let control_plane = control_plane.as_ref();
+        if control_plane == own_namespace {
+            return None;
+        }
+        if let Some(blocked) = self.check_reserved(control_plane) {
+            return Some(blocked);
+        }
+        if !self.allow_foreign_control_plane_namespaces {
+            return not_allowed(format!(
+                "controlPlane.namespace {control_plane:?} is not the enablement's namespace; \
+                 that needs the controller's --allow-foreign-control-plane-namespaces"
+            ));
+        }
+        if self.watch_namespace.is_some() {
+            return not_allowed(format!(
+                "controlPlane.namespace {control_plane:?} is refused while the controller watches one namespace (--namespace)"
+            ));
+        }
+        None
+    }
+
+    /// `NotAllowed` for a namespace of the cluster itself or of the controller.
+    fn check_reserved(&self, control_plane: &str) -> Option<Blocked> {
+        if RESERVED_NAMESPACES.contains(&control_plane)
+            || self.controller_namespace.as_deref() == Some(control_plane)
+        {
+            return not_allowed(format!(
+                "controlPlane.namespace {control_plane:?} is reserved (kube-system, \
+                 kube-public, kube-node-lease, default and the controller's own namespace \
+                 never hold a foreign control plane)"
+            ));
+        }
+        None
+    }
+
+    /// The Karmada profile: a namespace of its own (never the tenant's, never a reserved one),
+    /// a release named by the controller, and a cluster-scoped install (its chart makes CRDs,
+    /// webhooks and a ClusterRole that may do anything, so its installer must hold as much).
+    fn check_karmada(
+        &self,
+        spec: &FederationEnablementSpec,
+        own_namespace: &str,
+    ) -> Option<Blocked> {
+        let chart = &spec.chart;
+        if let Some(release) = &chart.release_name {
+            return not_allowed(format!(
+                "chart.releaseName {release:?} is refused for the Karmada profile: its release is \
+                 named {:?} after the fleet, because its chart makes cluster-wide objects named \
+                 after the release",
+                spec.release_name("")
+            ));
+        }
+        if !chart.cluster_scoped {
+            return not_allowed(
+                "the Karmada chart installs cluster-wide objects (CRDs, webhooks, a ClusterRole \
+                 that may do anything): set chart.clusterScoped: true and \
+                 chart.installerClusterRole: cluster-admin (the controller needs \
+                 --allow-cluster-scoped-charts and cluster-admin in --allowed-installer-roles)"
+                    .to_string(),
+            );
+        }
+        let control_plane = spec.control_plane_namespace(own_namespace);
+        if control_plane == own_namespace {
+            return not_allowed(format!(
+                "controlPlane.namespace {own_namespace:?} is the enablement's own namespace: a \
+                 Karmada control plane needs a namespace of its own, which no tenant uses"
+            ));
+        }
+        self.check_reserved(&control_plane)
     }
 
     /// `NotAllowed` for an `elbID` the flags turn off, or a Service annotation outside
@@ -265,18 +336,6 @@ fn not_allowed(message: String) -> Option<Blocked> {
     Some(Blocked {
         reason: reasons::NOT_ALLOWED,
         message,
-    })
-}
-
-/// The Karmada profile needs the Karmada values, certificates and kubeconfig, which this
-/// controller does not make yet: it refuses rather than installing a half-configured chart.
-fn karmada_not_implemented(chart: &Chart) -> Option<Blocked> {
-    (chart.resolved_profile() == ChartProfile::Karmada).then(|| Blocked {
-        reason: reasons::NOT_IMPLEMENTED,
-        message: "the Karmada chart profile is not wired yet in this controller; to install a \
-                  chart of your own, set chart.profile: Generic with chart.repository, chart.name \
-                  and chart.version (the chart gets the controller's facts under `federation`)"
-            .to_string(),
     })
 }
 
@@ -638,25 +697,98 @@ mod tests {
         assert!(!repository_allowed("https://charts.example/team", &[]));
     }
 
-    #[test]
-    fn the_default_repository_is_always_allowed_and_its_profile_is_not_implemented() {
-        let mut fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
-        fe.spec.chart = Chart::default();
+    /// A Karmada enablement as the README shows it, and a policy that allows it.
+    fn karmada() -> (FederationEnablement, Policy) {
+        let mut fe = enablement("team", "a", "fleet-a", "2026-01-01T00:00:00Z");
+        fe.spec.chart = Chart {
+            cluster_scoped: true,
+            installer_cluster_role: "cluster-admin".into(),
+            ..Chart::default()
+        };
         let mut policy = policy();
         policy.allowed_chart_repositories.clear();
-        let blocked = policy.check(&fe).expect("blocked");
-        assert_eq!(blocked.reason, "NotImplemented");
-        assert!(blocked.message.contains("chart.profile: Generic"));
+        policy.allow_cluster_scoped_charts = true;
+        policy.allowed_installer_roles.push("cluster-admin".into());
+        (fe, policy)
+    }
+
+    #[test]
+    fn the_default_repository_is_always_allowed_for_either_profile() {
+        let (mut fe, policy) = karmada();
+        assert_eq!(policy.check(&fe), None, "Karmada from the default chart");
         fe.spec.chart.repository = Some(policy.chart_defaults.repository.clone());
         fe.spec.chart.name = Some("karmada".into());
         fe.spec.chart.version = Some("v1.18.1".into());
+        fe.spec.control_plane.namespace = Some("team".into());
+        fe.spec.chart.cluster_scoped = false;
+        fe.spec.chart.installer_cluster_role = "federation-chart-installer".into();
+        let mut generic = policy.clone();
+        generic.allow_cluster_scoped_charts = false;
         assert_eq!(
-            policy.check(&fe),
+            generic.check(&fe),
             None,
             "Generic from the default repository"
         );
-        fe.spec.chart.profile = Some(ChartProfile::Karmada);
-        assert_eq!(policy.check(&fe).map(|b| b.reason), Some("NotImplemented"));
+    }
+
+    #[test]
+    fn a_karmada_control_plane_gets_a_namespace_and_release_named_after_its_fleet() {
+        let (fe, _) = karmada();
+        assert_eq!(fe.spec.control_plane_namespace("team"), "karmada-fleet-a");
+        assert_eq!(fe.spec.release_name("a"), "karmada-fleet-a");
+    }
+
+    #[test]
+    fn karmada_without_a_cluster_scoped_install_is_not_allowed() {
+        let (mut fe, policy) = karmada();
+        fe.spec.chart.cluster_scoped = false;
+        let blocked = policy.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(
+            blocked.message.contains("chart.clusterScoped: true"),
+            "{blocked:?}"
+        );
+    }
+
+    #[test]
+    fn karmada_never_runs_in_the_tenants_own_or_a_reserved_namespace() {
+        let (mut fe, policy) = karmada();
+        for namespace in ["team", "kube-system", "federation-controller"] {
+            fe.spec.control_plane.namespace = Some(namespace.into());
+            let blocked = policy.check(&fe).expect("blocked");
+            assert_eq!(blocked.reason, "NotAllowed", "{namespace}");
+            assert!(blocked.message.contains(namespace), "{blocked:?}");
+        }
+        fe.spec.control_plane.namespace = Some("fleet-a-federation".into());
+        assert_eq!(
+            policy.check(&fe),
+            None,
+            "a new namespace needs no --allow-foreign-control-plane-namespaces"
+        );
+    }
+
+    #[test]
+    fn cluster_admin_is_never_given_to_a_generic_chart() {
+        let (mut fe, policy) = karmada();
+        fe.spec.chart.profile = Some(ChartProfile::Generic);
+        fe.spec.chart.repository = Some(policy.chart_defaults.repository.clone());
+        fe.spec.chart.name = Some("any".into());
+        fe.spec.chart.version = Some("1.0.0".into());
+        let blocked = policy.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(
+            blocked.message.contains("Karmada profile only"),
+            "{blocked:?}"
+        );
+    }
+
+    #[test]
+    fn karmada_refuses_a_release_name_of_the_tenants_choosing() {
+        let (mut fe, policy) = karmada();
+        fe.spec.chart.release_name = Some("someone-elses".into());
+        let blocked = policy.check(&fe).expect("blocked");
+        assert_eq!(blocked.reason, "NotAllowed");
+        assert!(blocked.message.contains("karmada-fleet-a"), "{blocked:?}");
     }
 
     #[test]

@@ -13,13 +13,13 @@ use tracing::warn;
 
 use super::{Context, Error, MAX_ROUNDS};
 use crate::api::{
-    FederationEnablement, FederationEnablementStatus, RETRY_ANNOTATION, SubJobType,
+    ChartProfile, FederationEnablement, FederationEnablementStatus, RETRY_ANNOTATION, SubJobType,
     TeardownStepType,
 };
 use crate::job::{
     self, Command, Decision, JobInput, Observation, TeardownInput, Transition, reasons,
 };
-use crate::subjobs::{self, NamespaceState};
+use crate::subjobs::{self, NamespaceState, NamespaceUse};
 
 /// What the drive loop left: the status to write, the events, and when to look again.
 pub(super) struct Driven {
@@ -254,7 +254,11 @@ pub(super) async fn ensure_namespace(
 ) -> Result<job::NamespaceState, Error> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let uid = fe.uid().unwrap_or_default();
-    let state = subjobs::ensure_control_plane_namespace(&namespaces, name, &uid, create)
+    let usage = match fe.spec.chart.resolved_profile() {
+        ChartProfile::Karmada => NamespaceUse::OwnOnly,
+        ChartProfile::Generic => NamespaceUse::Labelled,
+    };
+    let state = subjobs::ensure_control_plane_namespace(&namespaces, name, &uid, usage, create)
         .await
         .map_err(|e| {
             let enablement = format!("{}/{}", fe.namespace().unwrap_or_default(), fe.name_any());
@@ -266,6 +270,7 @@ pub(super) async fn ensure_namespace(
         // Being deleted: wait for it to go, then it is created afresh.
         NamespaceState::Terminating => job::NamespaceState::Terminating,
         NamespaceState::Unlabelled => job::NamespaceState::Unlabelled,
+        NamespaceState::NotCreatedHere => job::NamespaceState::NotCreatedHere,
     })
 }
 

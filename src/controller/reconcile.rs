@@ -113,13 +113,15 @@ pub(super) async fn teardown(
         ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
             let own = fe.namespace().unwrap_or_default();
             let namespace = fe.spec.control_plane_namespace(&own);
-            match ensure_namespace(ctx, fe, namespace, false).await? {
+            match ensure_namespace(ctx, fe, &namespace, false).await? {
                 job::NamespaceState::Terminating => true,
                 // The enablement's own namespace cannot be missing while the enablement exists
                 // (a server without namespaces, such as the test server, shows none).
                 job::NamespaceState::Unchecked => namespace != own,
                 // Not labelled for control planes: still there, so the teardown runs in it.
-                job::NamespaceState::Ready | job::NamespaceState::Unlabelled => false,
+                job::NamespaceState::Ready
+                | job::NamespaceState::Unlabelled
+                | job::NamespaceState::NotCreatedHere => false,
             }
         };
     let machine = TeardownMachine {

@@ -15,8 +15,6 @@ pub const DELETING: &str = "Deleting";
 pub const NOT_ALLOWED: &str = "NotAllowed";
 pub const DUPLICATE_CLUSTER_GROUP_ID: &str = "DuplicateClusterGroupID";
 pub const FLEET_NOT_ENTITLED: &str = "FleetNotEntitled";
-/// The spec asks for something this controller cannot do yet (the Karmada chart profile).
-pub const NOT_IMPLEMENTED: &str = "NotImplemented";
 
 // Executor outcomes.
 pub const NAME_CONFLICT: &str = "NameConflict";
@@ -27,6 +25,10 @@ pub const WAITING_FOR_NODE_ADDRESS: &str = "WaitingForNodeAddress";
 pub const WAITING_FOR_ENDPOINT: &str = "WaitingForEndpoint";
 pub const INSTALLING: &str = "Installing";
 pub const INSTALL_FAILED: &str = "InstallFailed";
+/// Karmada after Success: the values changed (a renewal, a new endpoint); helm upgrade runs.
+pub const UPGRADING: &str = "Upgrading";
+pub const UPGRADE_FAILED: &str = "UpgradeFailed";
+pub const WAITING_FOR_CERTIFICATES: &str = "WaitingForCertificates";
 pub const UNINSTALLING: &str = "Uninstalling";
 pub const UNINSTALL_FAILED: &str = "UninstallFailed";
 pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";

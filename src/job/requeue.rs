@@ -80,7 +80,9 @@ pub(super) fn after_job(
     match namespace {
         NamespaceState::Terminating => soonest.at_most(NAMESPACE_TERMINATING_RECHECK),
         // A label on a namespace is no event of the enablement's: look again for it.
-        NamespaceState::Unlabelled => soonest.at_most(NAMESPACE_LABEL_RECHECK),
+        NamespaceState::Unlabelled | NamespaceState::NotCreatedHere => {
+            soonest.at_most(NAMESPACE_LABEL_RECHECK)
+        }
         NamespaceState::Ready | NamespaceState::Unchecked => {}
     }
     soonest.0

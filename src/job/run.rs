@@ -17,8 +17,8 @@ use super::{
     spec_hash,
 };
 use crate::api::{
-    CONTROL_PLANE_NAMESPACE_LABEL, EXTEND_PARAM_CHART_VERSION, FederationEnablementSpec,
-    FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
+    CONTROL_PLANE_NAMESPACE_LABEL, EXTEND_PARAM_CHART_VERSION, EXTEND_PARAM_KUBECONFIG_SECRET,
+    FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
 };
 
 /// What the controller knows of the control-plane namespace before a subjob may start.
@@ -34,6 +34,10 @@ pub enum NamespaceState {
     /// A foreign namespace that exists without `federation.fleet.dev/control-plane-namespace:
     /// "true"`: the job fails `NotAllowed` and nothing starts until it is labelled.
     Unlabelled,
+    /// The Karmada profile's namespace exists and this enablement did not create it: the job
+    /// fails `NotAllowed`. Its chart's hook account may do anything, so whoever may run pods in
+    /// that namespace could act as it: it must be a new namespace that no tenant uses.
+    NotCreatedHere,
 }
 
 /// Everything the job decision depends on besides the status and the observations.
@@ -242,7 +246,9 @@ impl<'a> Round<'a> {
         match self.input.namespace {
             NamespaceState::Ready => true,
             NamespaceState::Unchecked => self.started(),
-            NamespaceState::Terminating | NamespaceState::Unlabelled => false,
+            NamespaceState::Terminating
+            | NamespaceState::Unlabelled
+            | NamespaceState::NotCreatedHere => false,
         }
     }
 
@@ -345,6 +351,14 @@ fn unlabelled_message(namespace: &str) -> String {
     )
 }
 
+/// Why an existing namespace is refused for a Karmada control plane.
+fn not_created_here_message(namespace: &str) -> String {
+    format!(
+        "the Karmada control plane needs a namespace of its own, and {namespace:?} existed before \
+         this enablement created it; name a new one in controlPlane.namespace (or delete {namespace:?})"
+    )
+}
+
 /// Runs an attempt under way, with its start and deadline.
 fn attempt_command(sub_job: &crate::api::SubJobStatus, timeout: Duration) -> Command {
     let started_at = sub_job
@@ -416,6 +430,14 @@ fn record_control_plane(status: &mut FederationEnablementStatus, input: &JobInpu
         });
     if installed.is_some() {
         status.chart_version = installed;
+    }
+    let kubeconfig = status
+        .sub_job(SubJobType::CreateCert)
+        .filter(|s| s.phase == SubJobPhase::Success)
+        .and_then(|s| s.extend_param.get(EXTEND_PARAM_KUBECONFIG_SECRET))
+        .cloned();
+    if kubeconfig.is_some() {
+        status.kubeconfig_secret_name = kubeconfig;
     }
 }
 
@@ -525,6 +547,13 @@ fn job_phase(
                     JobPhase::Failed,
                     reasons::NOT_ALLOWED.to_string(),
                     unlabelled_message(input.control_plane_namespace),
+                );
+            }
+            NamespaceState::NotCreatedHere => {
+                return (
+                    JobPhase::Failed,
+                    reasons::NOT_ALLOWED.to_string(),
+                    not_created_here_message(input.control_plane_namespace),
                 );
             }
             // Looked at next in this reconcile: a refusal seen last time stands until then, so

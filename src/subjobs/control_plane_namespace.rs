@@ -24,10 +24,26 @@ pub enum NamespaceState {
     /// It exists without `federation.fleet.dev/control-plane-namespace: "true"`: not open to
     /// a foreign control plane.
     Unlabelled,
+    /// It exists, and the enablement that needs a namespace of its own (Karmada) did not create
+    /// it.
+    NotCreatedHere,
 }
 
-/// The state of a namespace that exists.
-fn state_of(namespace: &Namespace) -> NamespaceState {
+/// Who may use the control-plane namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NamespaceUse {
+    /// Any namespace labelled for control planes (the Generic profile).
+    Labelled,
+    /// Only one this enablement created (the Karmada profile).
+    OwnOnly,
+}
+
+/// The state of a namespace that exists, for the enablement of uid `uid`.
+fn state_of(namespace: &Namespace, uid: &str, usage: NamespaceUse) -> NamespaceState {
+    let created_here = namespace
+        .annotations()
+        .get(CREATED_BY_ANNOTATION)
+        .is_some_and(|creator| creator == uid);
     let labelled = namespace
         .metadata
         .labels
@@ -36,6 +52,8 @@ fn state_of(namespace: &Namespace) -> NamespaceState {
         .is_some_and(|value| value == "true");
     if namespace.metadata.deletion_timestamp.is_some() {
         NamespaceState::Terminating
+    } else if usage == NamespaceUse::OwnOnly && !created_here {
+        NamespaceState::NotCreatedHere
     } else if labelled {
         NamespaceState::Ready
     } else {
@@ -49,11 +67,12 @@ pub async fn ensure_control_plane_namespace(
     api: &Api<Namespace>,
     name: &str,
     enablement_uid: &str,
+    usage: NamespaceUse,
     create: bool,
 ) -> Result<NamespaceState> {
     let to_error = |action, source| Error::api::<Namespace>(action, "", name, source);
     match api.get_opt(name).await.map_err(|e| to_error("get", e))? {
-        Some(ns) => Ok(state_of(&ns)),
+        Some(ns) => Ok(state_of(&ns, enablement_uid, usage)),
         None if !create => Ok(NamespaceState::Missing),
         None => {
             let namespace = Namespace {
@@ -79,7 +98,7 @@ pub async fn ensure_control_plane_namespace(
                 // Created by someone else meanwhile: not ours; it must be labelled to be used.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     match api.get_opt(name).await.map_err(|e| to_error("get", e))? {
-                        Some(ns) => Ok(state_of(&ns)),
+                        Some(ns) => Ok(state_of(&ns, enablement_uid, usage)),
                         None => Ok(NamespaceState::Missing),
                     }
                 }
@@ -133,7 +152,7 @@ mod tests {
             "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")},
             "spec": {
                 "clusterGroupID": name,
-                "chart": {},
+                "chart": {"repository": "oci://r.example/c", "name": "c", "version": "1.0.0"},
                 "controlPlane": {"namespace": control_plane},
             },
         }))

@@ -19,6 +19,7 @@ pub mod node;
 mod ownership;
 pub mod simulated;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,12 +27,12 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 use kube::{Client, Resource, ResourceExt};
 
-use crate::api::{FederationEnablement, FederationEnablementSpec, SubJobType};
+use crate::api::{ChartProfile, FederationEnablement, FederationEnablementSpec, SubJobType};
 use crate::chart_source::ChartDefaults;
 use crate::job::{Mode, Observation, RunFacts};
 
 pub use control_plane_namespace::{
-    NamespaceState, ensure_control_plane_namespace, shared_with, shared_with_another,
+    NamespaceState, NamespaceUse, ensure_control_plane_namespace, shared_with, shared_with_another,
 };
 
 /// Errors of the executors' calls to the API server. The controller turns them into a
@@ -123,6 +124,8 @@ pub struct Context<'a> {
     /// For a teardown step: what its subjob makes may exist (it started in this run).
     pub work_may_exist: bool,
     pub now: Timestamp,
+    /// Where the control plane runs ([`FederationEnablementSpec::control_plane_namespace`]).
+    control_plane_namespace: Cow<'a, str>,
 }
 
 impl<'a> Context<'a> {
@@ -151,11 +154,12 @@ impl<'a> Context<'a> {
         now: Timestamp,
     ) -> Self {
         let meta = &enablement.metadata;
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
         let timeout = crate::job::sub_job_timeout(&enablement.spec);
         Context {
             enablement,
             name: meta.name.as_deref().unwrap_or_default(),
-            namespace: meta.namespace.as_deref().unwrap_or_default(),
+            namespace,
             uid: meta.uid.as_deref().unwrap_or_default(),
             spec: &enablement.spec,
             run,
@@ -167,11 +171,22 @@ impl<'a> Context<'a> {
             control_plane_namespace_gone: false,
             work_may_exist: true,
             now,
+            control_plane_namespace: enablement.spec.control_plane_namespace(namespace),
         }
     }
 
-    pub fn control_plane_namespace(&self) -> &'a str {
-        self.spec.control_plane_namespace(self.namespace)
+    pub fn control_plane_namespace(&self) -> &str {
+        &self.control_plane_namespace
+    }
+
+    /// The Helm release.
+    pub fn release(&self) -> Cow<'a, str> {
+        self.spec.release_name(self.name)
+    }
+
+    /// Which chart profile this enablement installs.
+    pub fn profile(&self) -> ChartProfile {
+        self.spec.chart.resolved_profile()
     }
 
     /// The control plane runs in the enablement's own namespace (owner references work).

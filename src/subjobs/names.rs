@@ -18,6 +18,16 @@ pub fn cert_secret(name: &str) -> String {
     format!("{name}-federation-certs")
 }
 
+/// The Secret with the front-proxy CA and client certificate (Karmada profile).
+pub fn front_proxy_secret(name: &str) -> String {
+    format!("{name}-federation-front-proxy")
+}
+
+/// The Secret with the kubeconfig handed to the user (Karmada profile).
+pub fn kubeconfig_secret(name: &str) -> String {
+    format!("{name}-federation-kubeconfig")
+}
+
 /// The ServiceAccount (and RoleBinding) the installer Jobs run under.
 pub fn installer(name: &str) -> String {
     format!("{name}-federation-installer")
@@ -37,6 +47,12 @@ pub fn values_secret(name: &str) -> String {
 /// The Job of one install attempt.
 pub fn install_job(name: &str, job_uid: &str, attempt: i32) -> String {
     format!("{name}-install-{}-{attempt}", short_uid(job_uid))
+}
+
+/// The Job of a helm upgrade after Success, for the values of hash `values_hash` (Karmada).
+pub fn upgrade_job(name: &str, values_hash: &str) -> String {
+    let hash: String = values_hash.chars().take(8).collect();
+    format!("{name}-upgrade-{hash}")
 }
 
 /// The Job of one uninstall attempt.

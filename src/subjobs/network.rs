@@ -14,10 +14,29 @@ use super::apply::{self, Ensured};
 use super::node::{is_usable, list_nodes, ours_selector};
 use super::{Context, Result, SubJobExecutor, names};
 use super::{deletion, ownership};
-use crate::api::{EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType, SubJobType};
+use crate::api::{
+    APISERVER_POD_LABEL, ChartProfile, EXTEND_PARAM_ELB_ID, EXTEND_PARAM_ENDPOINT, NetworkType,
+    SubJobType,
+};
 use crate::job::{Mode, Observation, reasons};
 
-/// Labels the control-plane chart gives the federation API server pods.
+/// The port Karmada's API server listens on (TLS 1.3 only).
+pub const KARMADA_APISERVER_PORT: i32 = 5443;
+
+/// The Service's selector and target port: what the chart gives the federation API server pods,
+/// and where they listen. For Karmada, the label the controller has the chart put on them
+/// (`apiServer.podLabels`), whose value (a uid) YAML cannot misread.
+pub fn apiserver_target(ctx: &Context<'_>) -> (BTreeMap<String, String>, i32) {
+    match ctx.profile() {
+        ChartProfile::Karmada => (
+            BTreeMap::from([(APISERVER_POD_LABEL.to_string(), ctx.uid.to_string())]),
+            KARMADA_APISERVER_PORT,
+        ),
+        ChartProfile::Generic => (apiserver_selector(&ctx.release()), ctx.spec.network.port),
+    }
+}
+
+/// Labels a Generic control-plane chart gives the federation API server pods.
 pub fn apiserver_selector(release: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
@@ -49,15 +68,16 @@ pub fn desired_service(ctx: &Context<'_>) -> Service {
         NetworkType::LoadBalancer => "LoadBalancer",
         NetworkType::NodePort => "NodePort",
     };
+    let (selector, target_port) = apiserver_target(ctx);
     Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(type_.to_string()),
-            selector: Some(apiserver_selector(ctx.spec.release_name(ctx.name))),
+            selector: Some(selector),
             ports: Some(vec![ServicePort {
                 name: Some("https".to_string()),
                 port: network.port,
-                target_port: Some(IntOrString::Int(network.port)),
+                target_port: Some(IntOrString::Int(target_port)),
                 protocol: Some("TCP".to_string()),
                 ..ServicePort::default()
             }]),
@@ -238,5 +258,69 @@ mod tests {
         }))
         .expect("node");
         assert_eq!(node_address(&node).as_deref(), Some("198.51.100.1"));
+    }
+}
+
+#[cfg(test)]
+mod service_tests {
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::FederationEnablement;
+    use crate::job::RunFacts;
+    use crate::subjobs::Settings;
+
+    const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    fn service_for(chart: serde_json::Value) -> Service {
+        let fe: FederationEnablement = serde_json::from_value(json!({
+            "apiVersion": "federation.fleet.dev/v1alpha1",
+            "kind": "FederationEnablement",
+            "metadata": {"name": "fed", "namespace": "team", "uid": UID},
+            "spec": {"clusterGroupID": "fleet-a", "network": {"port": 443}, "chart": chart},
+        }))
+        .expect("enablement");
+        let run = RunFacts::default();
+        let settings = Settings {
+            default_runner_image: "runner:1".to_string(),
+        };
+        desired_service(&Context::new(&fe, &run, &settings, Timestamp::UNIX_EPOCH))
+    }
+
+    fn selector_and_target(service: &Service) -> (BTreeMap<String, String>, Option<IntOrString>) {
+        let spec = service.spec.clone().expect("spec");
+        let port = spec.ports.expect("ports").remove(0);
+        assert_eq!(port.port, 443, "clients use network.port");
+        (spec.selector.expect("selector"), port.target_port)
+    }
+
+    #[test]
+    fn a_karmada_service_selects_the_apiserver_label_and_targets_5443_in_its_namespace() {
+        let service = service_for(json!({"clusterScoped": true}));
+        assert_eq!(
+            service.metadata.namespace.as_deref(),
+            Some("karmada-fleet-a")
+        );
+        let (selector, target) = selector_and_target(&service);
+        assert_eq!(
+            selector,
+            BTreeMap::from([(
+                "federation.fleet.dev/apiserver".to_string(),
+                UID.to_string()
+            )])
+        );
+        assert_eq!(target, Some(IntOrString::Int(5443)));
+    }
+
+    #[test]
+    fn a_generic_service_keeps_the_release_selector_and_network_port() {
+        let service = service_for(json!({
+            "repository": "oci://r.example/c", "name": "c", "version": "1.0.0",
+        }));
+        assert_eq!(service.metadata.namespace.as_deref(), Some("team"));
+        let (selector, target) = selector_and_target(&service);
+        assert_eq!(selector, apiserver_selector("fed"));
+        assert_eq!(target, Some(IntOrString::Int(443)));
     }
 }

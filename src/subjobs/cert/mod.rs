@@ -1,7 +1,8 @@
 //! CreateCert: the CA and the serving certificate of the federation API server, each kept in a
-//! Secret of the control-plane namespace.
+//! Secret of the control-plane namespace. For the Karmada profile, the whole Karmada set and the
+//! kubeconfig handed to the user ([`karmada::store`]).
 //!
-//! DeleteCert (teardown) deletes both.
+//! DeleteCert (teardown) deletes them all.
 //!
 //! Deciding and issuing are pure functions ([`desired_sans`], [`check_ca`], [`check_leaf`],
 //! [`issue_ca`], [`issue_leaf`], [`renew`]); the executor only reads the two Secrets, calls
@@ -9,7 +10,7 @@
 //! event, error or status message carries them, and [`KeyedCert`]'s `Debug` hides them.
 //!
 //! The Karmada certificate set ([`karmada`]) and the federation kubeconfig ([`kubeconfig`]) are
-//! pure and not wired into the executor yet.
+//! pure too; [`CertExecutor`] stores them for the Karmada profile.
 
 pub mod karmada;
 pub mod key_format;
@@ -17,10 +18,13 @@ pub mod kubeconfig;
 pub mod pki;
 pub mod secrets;
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
+use self::karmada::store::StoredSecrets;
 pub use self::pki::{CertRequest, KeyedCert, San, desired_sans, endpoint_host, renew};
 use self::secrets::{
     CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, desired_ca_secret, desired_cert_secret,
@@ -28,7 +32,7 @@ use self::secrets::{
 };
 use super::{Context, Result, SubJobExecutor, names};
 use super::{apply, deletion, ownership};
-use crate::api::SubJobType;
+use crate::api::{ChartProfile, EXTEND_PARAM_KUBECONFIG_SECRET, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
 /// endpoint (the endpoint host must be in the certificate).
@@ -49,6 +53,41 @@ pub fn cert_request(ctx: &Context<'_>) -> Option<CertRequest> {
     })
 }
 
+/// What the Karmada set is issued for, once CreateNetworkResource has recorded the endpoint.
+/// `clusterDomain` and `systemNamespace` come from `chart.values`, as the chart reads them.
+pub fn karmada_request(ctx: &Context<'_>) -> Option<karmada::KarmadaRequest> {
+    let host = endpoint_host(ctx.run.endpoint.as_deref()?)?;
+    let value = |key: &str, default: &str| {
+        ctx.spec
+            .chart
+            .values
+            .as_ref()
+            .and_then(|values| values.get(key))
+            .and_then(|value| value.as_str())
+            .filter(|value| !value.is_empty())
+            .unwrap_or(default)
+            .to_string()
+    };
+    Some(karmada::KarmadaRequest {
+        names: karmada::KarmadaNames {
+            release: ctx.release().into_owned(),
+            namespace: ctx.control_plane_namespace().to_string(),
+            system_namespace: value("systemNamespace", karmada::DEFAULT_SYSTEM_NAMESPACE),
+            cluster_domain: value("clusterDomain", karmada::DEFAULT_CLUSTER_DOMAIN),
+            endpoint_host: host.to_string(),
+            extra_sans: ctx.spec.certificate.extra_sans.clone(),
+        },
+        validity_days: ctx.spec.certificate.validity_days,
+    })
+}
+
+fn waiting_for_endpoint() -> Observation {
+    Observation::progressing(
+        reasons::WAITING_FOR_ENDPOINT,
+        "waiting for CreateNetworkResource to record the federation API server endpoint",
+    )
+}
+
 pub struct CertExecutor {
     client: Client,
 }
@@ -60,10 +99,7 @@ impl CertExecutor {
 
     async fn ensure(&self, ctx: &Context<'_>) -> Result<Observation> {
         let Some(request) = cert_request(ctx) else {
-            return Ok(Observation::progressing(
-                reasons::WAITING_FOR_ENDPOINT,
-                "waiting for CreateNetworkResource to record the federation API server endpoint",
-            ));
+            return Ok(waiting_for_endpoint());
         };
         let namespace = ctx.control_plane_namespace();
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
@@ -120,6 +156,66 @@ impl CertExecutor {
         )))
     }
 
+    /// The Karmada set: renewed as today (the control-plane key kept), stored in four Secrets
+    /// with the kubeconfig, each written only when it changed.
+    async fn ensure_karmada(&self, ctx: &Context<'_>) -> Result<Observation> {
+        let (Some(request), Some(endpoint)) = (karmada_request(ctx), ctx.run.endpoint.as_deref())
+        else {
+            return Ok(waiting_for_endpoint());
+        };
+        let namespace = ctx.control_plane_namespace();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let stored = StoredSecrets::read(&api, ctx).await?;
+        if let Some(message) = stored.conflict(ctx) {
+            return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+        }
+        let renewal = karmada::renew_set(stored.set(), &request, ctx.now)?;
+        for member in karmada::Member::ALL {
+            if let Some(why) = renewal.reissued.get(member) {
+                tracing::info!(
+                    enablement = ctx.name,
+                    namespace,
+                    certificate = member.description(),
+                    reason = %why,
+                    "issued a new certificate"
+                );
+            }
+        }
+        if let Some(why) = &renewal.new_signing_key {
+            tracing::warn!(
+                enablement = ctx.name,
+                namespace,
+                reason = %why,
+                "a new service-account signing key: the tokens the old one signed are no longer valid"
+            );
+        }
+        let server = kubeconfig::server_url(endpoint);
+        let document = kubeconfig::kubeconfig(&kubeconfig::KubeconfigInput {
+            cluster: &request.names.release,
+            user: karmada::FEDERATION_ADMIN,
+            server: &server,
+            ca_pem: &renewal.certs.ca.cert_pem,
+            client: &renewal.certs.federation_admin,
+        })?;
+        let [ca, front_proxy, certs, kubeconfig] =
+            karmada::store::desired_secrets(ctx, &renewal.certs, &document);
+        // The CAs first, so no Secret names a CA whose key is not stored; should a later write
+        // fail, the next run finds a certificate the stored CA did not sign and issues it again.
+        apply::apply_if_drifted(&api, stored.ca.as_ref(), &ca).await?;
+        apply::apply_if_drifted(&api, stored.front_proxy.as_ref(), &front_proxy).await?;
+        apply::apply_if_drifted(&api, stored.certs.as_ref(), &certs).await?;
+        apply::apply_if_drifted(&api, stored.kubeconfig.as_ref(), &kubeconfig).await?;
+        let kubeconfig_secret = names::kubeconfig_secret(ctx.name);
+        Ok(Observation::succeeded_with(format!(
+            "Karmada certificates valid until {}; kubeconfig in Secret {kubeconfig_secret}",
+            renewal.valid_until
+        ))
+        .with_extend_param(BTreeMap::from([(
+            EXTEND_PARAM_KUBECONFIG_SECRET.to_string(),
+            kubeconfig_secret,
+        )])))
+    }
+
     async fn delete(&self, ctx: &Context<'_>) -> Result<Observation> {
         deletion::delete_subjob_objects::<Secret>(&self.client, ctx, SubJobType::CreateCert).await
     }
@@ -132,7 +228,10 @@ impl SubJobExecutor for CertExecutor {
 
     /// Maintain runs the same check: it renews and repairs what an attempt created.
     fn run<'a>(&'a self, ctx: &'a Context<'a>, _mode: Mode) -> BoxFuture<'a, Result<Observation>> {
-        Box::pin(self.ensure(ctx))
+        match ctx.profile() {
+            ChartProfile::Karmada => Box::pin(self.ensure_karmada(ctx)),
+            ChartProfile::Generic => Box::pin(self.ensure(ctx)),
+        }
     }
 
     fn teardown<'a>(

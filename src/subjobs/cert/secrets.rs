@@ -22,7 +22,7 @@ const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 const OPAQUE_SECRET_TYPE: &str = "Opaque";
 
 /// A certificate and key stored under `cert_key` and `key_key` of `secret`, when both are there.
-pub(super) fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<KeyedCert> {
+pub(crate) fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> Option<KeyedCert> {
     let data = secret?.data.as_ref()?;
     let text = |key: &str| {
         data.get(key)
@@ -78,7 +78,7 @@ pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) 
         ..Secret::default()
     }
 }
-pub(super) async fn get_secret(
+pub(crate) async fn get_secret(
     api: &Api<Secret>,
     namespace: &str,
     name: String,

@@ -2,8 +2,10 @@
 //! ServiceAccount bound to `chart.installerClusterRole`.
 //!
 //! UninstallFederationChart (teardown) runs `helm uninstall` the same way, then deletes the
-//! Jobs, the values Secret, the ServiceAccount and its bindings (found by label).
+//! Jobs, the values Secret, the ServiceAccount and its bindings (found by label), and for the
+//! Karmada profile what its chart's hooks leave ([`hook_leftovers`]).
 
+pub mod hook_leftovers;
 pub mod identity;
 pub mod job_spec;
 pub mod values;
@@ -23,11 +25,15 @@ pub use self::job_spec::{
     INSTALL_SCRIPT, OPERATION_LABEL, Operation, UNINSTALL_SCRIPT, desired_job, remaining_seconds,
     runner_image,
 };
-pub use self::values::{chart_values, deep_merge, desired_values_secret};
+pub use self::values::{
+    KarmadaCerts, deep_merge, desired_values_secret, generic_values, karmada_values,
+    values_document,
+};
 use super::apply::{self, Ensured, apply_params};
+use super::cert::karmada::store::StoredSecrets;
 use super::{Context, Error, Result, SubJobExecutor, names};
 use super::{api_error, deletion, ownership};
-use crate::api::SubJobType;
+use crate::api::{ChartProfile, SubJobType};
 use crate::chart_source::{ChartDefaults, ResolvedChart};
 use crate::job::{Mode, Observation, reasons};
 
@@ -36,6 +42,8 @@ const SUB_JOB: SubJobType = SubJobType::InstallFederationChart;
 const VALUES_KEY: &str = "values.yaml";
 const USERNAME_KEY: &str = "repository-username";
 const PASSWORD_KEY: &str = "repository-password";
+/// Label of an install Job: the hash of the values it installs.
+pub const VALUES_HASH_LABEL: &str = "federation.fleet.dev/values-hash";
 /// Label a Secret must carry (`"true"`) to be used as chart repository credentials.
 pub const CREDENTIALS_LABEL: &str = "federation.fleet.dev/chart-credentials";
 /// Annotation of a credentials Secret: the repositories (comma-separated prefixes, matched on a
@@ -262,17 +270,60 @@ impl ChartExecutor {
         };
         let with_credentials = credentials.is_some();
         let secrets: Api<Secret> = self.api(ctx);
-        if let Ensured::Conflict(message) =
-            apply::ensure(&secrets, &desired_values_secret(ctx, credentials), ctx).await?
-        {
+        let stored_certs = match ctx.profile() {
+            ChartProfile::Karmada => {
+                let stored = StoredSecrets::read(&secrets, ctx).await?;
+                if let Some(message) = stored.conflict(ctx) {
+                    return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
+                }
+                Some(stored.set())
+            }
+            ChartProfile::Generic => None,
+        };
+        let values = match &stored_certs {
+            None => generic_values(ctx),
+            Some(set) => match KarmadaCerts::from_stored(set) {
+                Some(certs) => karmada_values(ctx, certs),
+                None => {
+                    return Ok(Observation::progressing(
+                        reasons::WAITING_FOR_CERTIFICATES,
+                        "waiting for CreateCert to store the Karmada certificates",
+                    ));
+                }
+            },
+        };
+        let (values, values_hash) = values_document(values);
+        let values_secret = desired_values_secret(ctx, values, credentials);
+        if let Ensured::Conflict(message) = apply::ensure(&secrets, &values_secret, ctx).await? {
             return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
         }
-        let Mode::Attempt(attempt) = mode else {
+        let attempt = match mode {
+            Mode::Attempt(attempt) => attempt,
+            Mode::Maintain if ctx.profile() == ChartProfile::Karmada => {
+                return self
+                    .upgrade_if_changed(ctx, &values_hash, with_credentials)
+                    .await;
+            }
             // Jobs are not repaired: the release was installed; its identity and values are.
-            return Ok(Observation::succeeded_with("chart installed"));
+            Mode::Maintain => return Ok(Observation::succeeded_with("chart installed")),
         };
         let name = names::install_job(ctx.name, ctx.job_uid(), attempt);
-        let desired = desired_job(
+        let desired = self.install_job(ctx, name, &values_hash, with_credentials);
+        let name = desired.name_any();
+        let existing = self.get_job(ctx, &desired).await?;
+        let run = self.run_job(ctx, existing, desired, Operation::Install);
+        Ok(run.await?.observation(&name, Operation::Install))
+    }
+
+    /// An install Job named `name`, labelled with the hash of the values it installs.
+    fn install_job(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        values_hash: &str,
+        with_credentials: bool,
+    ) -> Job {
+        let mut job = desired_job(
             ctx,
             Operation::Install,
             self.chart(ctx),
@@ -280,10 +331,79 @@ impl ChartExecutor {
             ctx.remaining_seconds(),
             with_credentials,
         );
+        job.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(VALUES_HASH_LABEL.to_string(), values_hash.to_string());
+        job
+    }
+
+    /// Karmada after Success: when no install Job installed the values of hash `values_hash`
+    /// (a renewal or a new endpoint changed them), runs `helm upgrade` again in a Job named
+    /// after them, once no other install Job runs. Reported as `Upgrading` while it runs.
+    async fn upgrade_if_changed(
+        &self,
+        ctx: &Context<'_>,
+        values_hash: &str,
+        with_credentials: bool,
+    ) -> Result<Observation> {
+        let jobs: Api<Job> = self.api(ctx);
+        let selector = format!(
+            "{},{OPERATION_LABEL}={}",
+            ownership::selector(ctx, Some(SUB_JOB)),
+            Operation::Install.label()
+        );
+        let installs = jobs
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| Error::api::<Job>("list", ctx.control_plane_namespace(), &selector, e))?
+            .items;
+        let installed = |job: &&Job| {
+            job.labels().get(VALUES_HASH_LABEL).map(String::as_str) == Some(values_hash)
+        };
+        if let Some(job) = installs.iter().find(installed) {
+            let name = job.name_any();
+            return Ok(match job_outcome(job) {
+                JobRun::Running => Observation::progressing(
+                    reasons::UPGRADING,
+                    format!("helm upgrade with the changed values: Job {name} is running"),
+                ),
+                JobRun::Failed(why) => Observation::failed(
+                    reasons::UPGRADE_FAILED,
+                    format!("helm upgrade with the changed values: Job {name} failed: {why}"),
+                ),
+                _ => Observation::succeeded_with("chart installed"),
+            });
+        }
+        if let Some(job) = installs
+            .iter()
+            .find(|job| job_outcome(job) == JobRun::Running)
+        {
+            return Ok(Observation::progressing(
+                reasons::UPGRADING,
+                format!(
+                    "the values changed; helm upgrade waits for Job {} to finish",
+                    job.name_any()
+                ),
+            ));
+        }
+        for old in &installs {
+            deletion::delete_one(&jobs, old).await?;
+        }
+        let desired = self.install_job(
+            ctx,
+            names::upgrade_job(ctx.name, values_hash),
+            values_hash,
+            with_credentials,
+        );
         let name = desired.name_any();
-        let existing = self.get_job(ctx, &desired).await?;
-        let run = self.run_job(ctx, existing, desired, Operation::Install);
-        Ok(run.await?.observation(&name, Operation::Install))
+        jobs.patch(&name, &apply_params(), &Patch::Apply(&desired))
+            .await
+            .map_err(|e| api_error("apply", &desired, e))?;
+        Ok(Observation::progressing(
+            reasons::UPGRADING,
+            format!("the values changed (a renewal or a new endpoint): helm upgrade in Job {name}"),
+        ))
     }
 
     /// Starts the Job (deleting older attempts of the same operation first) or reads where it
@@ -376,7 +496,11 @@ impl ChartExecutor {
                 }
             }
         }
-        let remaining = self.delete_everything(ctx).await?;
+        let mut remaining = self.delete_everything(ctx).await?;
+        if ctx.profile() == ChartProfile::Karmada && !never_started {
+            remaining +=
+                hook_leftovers::delete_hook_leftovers(&self.client, ctx, namespace_gone).await?;
+        }
         let mut observation = deletion::deletion_observation(remaining, "installer");
         if let Observation::Succeeded { message, .. } = &mut observation {
             *message = Some(if never_started {

@@ -39,6 +39,14 @@ pub const EXTEND_PARAM_ENDPOINT: &str = "JobExtendParamKeyEndpoint";
 /// Key of `extendParam` (of InstallFederationChart) that pins the chart version of a run, so a
 /// new `--default-chart-version` never changes what a started run installs.
 pub const EXTEND_PARAM_CHART_VERSION: &str = "JobExtendParamKeyChartVersion";
+/// CreateCert's extendParam: the kubeconfig Secret it keeps (Karmada profile).
+pub const EXTEND_PARAM_KUBECONFIG_SECRET: &str = "JobExtendParamKeyKubeconfigSecret";
+/// Label of the Karmada API server's pods, the load-balancer Service's selector (value: the
+/// enablement's uid).
+pub const APISERVER_POD_LABEL: &str = "federation.fleet.dev/apiserver";
+/// Pod annotation of every Karmada component: a hash of the certificate material, so that a
+/// renewal restarts them.
+pub const CERTIFICATE_HASH_ANNOTATION: &str = "federation.fleet.dev/certificate-hash";
 
 /// Longest `metadata.name` the CRD accepts, so that every derived name stays within 63 characters.
 pub const MAX_NAME_LEN: usize = 40;

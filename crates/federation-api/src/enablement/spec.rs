@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};
@@ -398,18 +399,54 @@ pub struct Sso {
     pub issuer_url: Option<String>,
 }
 
+/// The longest name of a Karmada release (and so of its namespace): the chart names a Service
+/// `<release>-aggregated-apiserver`, which must stay a DNS label (63 characters).
+pub const MAX_KARMADA_RELEASE_LENGTH: usize = 41;
+
+/// The Karmada control plane of fleet `cluster_group_id`: its namespace (unless
+/// `controlPlane.namespace` names one) and always its Helm release. `karmada-<clusterGroupID>`,
+/// unique cluster-wide as the fleet is; when that is too long, or ends with `-` (which a fleet id
+/// may), its start and a hash of the whole id.
+pub fn karmada_name(cluster_group_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let whole = format!("karmada-{cluster_group_id}");
+    if whole.len() <= MAX_KARMADA_RELEASE_LENGTH && !whole.ends_with('-') {
+        return whole;
+    }
+    let digest = Sha256::digest(cluster_group_id.as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let room = MAX_KARMADA_RELEASE_LENGTH - "karmada-".len() - 1 - hash.len();
+    let start: String = cluster_group_id.chars().take(room).collect();
+    let start = start.trim_end_matches('-');
+    if start.is_empty() {
+        format!("karmada-{hash}")
+    } else {
+        format!("karmada-{start}-{hash}")
+    }
+}
+
 impl FederationEnablementSpec {
-    /// The namespace the control plane runs in, given the enablement's own namespace.
-    pub fn control_plane_namespace<'a>(&'a self, own_namespace: &'a str) -> &'a str {
-        self.control_plane
-            .namespace
-            .as_deref()
-            .unwrap_or(own_namespace)
+    /// The namespace the control plane runs in, given the enablement's own namespace:
+    /// `controlPlane.namespace`, else the own namespace (Generic) or [`karmada_name`] (Karmada,
+    /// never the tenant's own namespace).
+    pub fn control_plane_namespace<'a>(&'a self, own_namespace: &'a str) -> Cow<'a, str> {
+        match (&self.control_plane.namespace, self.chart.resolved_profile()) {
+            (Some(namespace), _) => Cow::Borrowed(namespace),
+            (None, ChartProfile::Generic) => Cow::Borrowed(own_namespace),
+            (None, ChartProfile::Karmada) => Cow::Owned(karmada_name(&self.cluster_group_id)),
+        }
     }
 
-    /// The Helm release name, given the enablement's name.
-    pub fn release_name<'a>(&'a self, name: &'a str) -> &'a str {
-        self.chart.release_name.as_deref().unwrap_or(name)
+    /// The Helm release name, given the enablement's name: `chart.releaseName`, else the
+    /// enablement's name (Generic); always [`karmada_name`] for Karmada, whose chart makes
+    /// cluster-wide objects named after the release.
+    pub fn release_name<'a>(&'a self, name: &'a str) -> Cow<'a, str> {
+        match self.chart.resolved_profile() {
+            ChartProfile::Generic => {
+                Cow::Borrowed(self.chart.release_name.as_deref().unwrap_or(name))
+            }
+            ChartProfile::Karmada => Cow::Owned(karmada_name(&self.cluster_group_id)),
+        }
     }
 }
 
@@ -422,5 +459,42 @@ impl Chart {
             (None, Some(_)) => ChartProfile::Generic,
             (None, None) => ChartProfile::Karmada,
         }
+    }
+}
+
+#[cfg(test)]
+mod karmada_name_tests {
+    use super::*;
+
+    fn is_dns_label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= MAX_KARMADA_RELEASE_LENGTH
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+
+    #[test]
+    fn a_short_fleet_id_names_its_karmada_plainly() {
+        assert_eq!(karmada_name("fleet-a"), "karmada-fleet-a");
+    }
+
+    #[test]
+    fn long_or_dash_ended_fleet_ids_are_fitted_and_stay_distinct() {
+        let long_a = "a".repeat(64);
+        let long_b = format!("{}b", "a".repeat(63));
+        let names = [
+            karmada_name(&long_a),
+            karmada_name(&long_b),
+            karmada_name("fleet-"),
+            karmada_name("-"),
+            karmada_name(&"-".repeat(64)),
+        ];
+        for name in &names {
+            assert!(is_dns_label(name), "{name}");
+        }
+        assert_ne!(names[0], names[1], "ids that share a start differ by hash");
+        assert_ne!(karmada_name("fleet-"), karmada_name("fleet"));
     }
 }

@@ -1,4 +1,4 @@
-//! The Karmada certificate set, pure (not wired into the executor yet): what the Karmada chart
+//! The Karmada certificate set: what the Karmada chart
 //! takes in `certs.mode: custom`, plus the client certificate of the kubeconfig the federation
 //! hands out.
 //!
@@ -18,6 +18,7 @@ mod check;
 mod issue;
 mod names;
 mod renew;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
