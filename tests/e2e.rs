@@ -712,7 +712,7 @@ fn invalid_specs_are_refused_at_kubectl_apply() {
 }
 
 #[test]
-fn an_enablement_without_a_chart_gets_the_karmada_profile_which_is_not_implemented_yet() {
+fn an_enablement_without_a_chart_gets_the_karmada_profile_which_needs_a_cluster_scoped_install() {
     let Some(env) = env() else { return };
     let f = Fixture::new(env, "karmada", &[]);
     let mut manifest = f.enablement("fleet-karmada", "e2e-karmada", json!({}));
@@ -722,7 +722,9 @@ fn an_enablement_without_a_chart_gets_the_karmada_profile_which_is_not_implement
         .remove("chart");
     f.create(&manifest);
     let failed = f.wait_phase("fleet-karmada", "Failed", MINUTE);
-    assert_eq!(failed["reason"], "NotImplemented");
+    assert_eq!(failed["reason"], "NotAllowed");
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(message.contains("chart.clusterScoped: true"), "{message}");
     let stored = f.get("fleet-karmada").expect("stored");
     assert_eq!(
         stored["spec"]["chart"],

@@ -33,32 +33,12 @@ fn give_load_balancer_address(h: &Harness) {
 }
 
 fn finish_job(h: &Harness, prefix: &str, condition: &str) -> String {
-    let path = h
-        .server
-        .paths(JOBS)
-        .into_iter()
-        .find(|p| p.starts_with(&format!("{JOBS}{prefix}")))
-        .expect("job exists");
-    let now = federation_controller::clock::Clock::now(&h.clock).strftime("%Y-%m-%dT%H:%M:%SZ");
-    h.server.modify(&path, |job| {
-        job["status"] = json!({"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now.to_string()}]});
-    });
-    path
+    finish_job_in(h, JOBS, prefix, condition)
 }
 
 /// Runs the job to Success, returning the calls of every reconcile.
 async fn run_to_success(h: &Harness) {
-    h.reconcile(FE_PATH).await;
-    give_load_balancer_address(h);
-    h.reconcile(FE_PATH).await;
-    finish_job(h, "fleet-a-install-", "Complete");
-    h.reconcile(FE_PATH).await;
-    assert_eq!(
-        h.status(FE_PATH)["phase"],
-        "Success",
-        "{:#}",
-        h.status(FE_PATH)
-    );
+    run_to_success_in(h, SERVICE, JOBS).await;
 }
 
 #[tokio::test]
@@ -448,10 +428,10 @@ async fn simulated_executors_refuse_a_chart_repository_outside_the_allowlist_too
 }
 
 #[tokio::test]
-async fn karmada_profile_fails_not_implemented_and_creates_nothing() {
+async fn karmada_profile_without_a_cluster_scoped_install_is_refused_creating_nothing() {
     let h = setup(json!({"chart": {}}));
     h.reconcile(FE_PATH).await;
-    assert_refused_creating_nothing(&h, "NotImplemented", "profile: Generic");
+    assert_refused_creating_nothing(&h, "NotAllowed", "chart.clusterScoped: true");
 }
 
 #[tokio::test]

@@ -450,14 +450,17 @@ fn split_subresource(path: &str) -> (String, Option<&'static str>) {
     }
 }
 
-const PLURALS: [&str; 12] = [
+const PLURALS: [&str; 15] = [
     "federationenablements",
     "services",
     "secrets",
     "jobs",
     "serviceaccounts",
     "rolebindings",
+    "clusterroles",
     "clusterrolebindings",
+    "configmaps",
+    "persistentvolumeclaims",
     "nodes",
     "namespaces",
     "events",

@@ -245,3 +245,44 @@ pub fn writes(calls: &[Call]) -> Vec<String> {
 pub fn lines(calls: &[Call]) -> Vec<String> {
     calls.iter().map(Call::line).collect()
 }
+
+/// Marks the first Job in `jobs` (a collection path ending in `/`) whose name starts with
+/// `prefix` as finished with `condition` (`Complete` or `Failed`) now; returns its path.
+pub fn finish_job_in(h: &Harness, jobs: &str, prefix: &str, condition: &str) -> String {
+    let path = h
+        .server
+        .paths(jobs)
+        .into_iter()
+        .find(|p| p.starts_with(&format!("{jobs}{prefix}")))
+        .unwrap_or_else(|| panic!("a Job {prefix}* exists in {jobs}"));
+    let now = federation_controller::clock::Clock::now(&h.clock).strftime("%Y-%m-%dT%H:%M:%SZ");
+    h.server.modify(&path, |job| {
+        job["status"] = json!({"conditions": [{"type": condition, "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastTransitionTime": now.to_string()}]});
+    });
+    path
+}
+
+/// Reconciles the enablement at `path` until its teardown removed the finalizer (or gave up
+/// after six rounds).
+pub async fn reconcile_until_gone(h: &Harness, path: &str) {
+    for _ in 0..6 {
+        if h.server.get(path).is_none() {
+            break;
+        }
+        h.reconcile(path).await;
+    }
+}
+
+/// Runs fleet-a's job to Success: its load balancer (the Service at `service`) gets an
+/// address, and its install Job (in `jobs`) completes.
+pub async fn run_to_success_in(h: &Harness, service: &str, jobs: &str) {
+    h.reconcile(FE_PATH).await;
+    h.server.modify(service, |svc| {
+        svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.10"}]}});
+    });
+    h.reconcile(FE_PATH).await;
+    finish_job_in(h, jobs, "fleet-a-install-", "Complete");
+    h.reconcile(FE_PATH).await;
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Success", "{status:#}");
+}
