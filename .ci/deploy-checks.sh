@@ -101,6 +101,7 @@ configurations=(
   "everything-on|serviceMonitor.enabled=true,networkPolicy.enabled=true,podDisruptionBudget.enabled=true,tls.secretName=x"
   "allow-flags|allowClusterScopedCharts=true,allowForeignControlPlaneNamespaces=true,fleetEntitlement=namespace-annotation"
   "node-label-policy|nodeLabelPolicy.enabled=true"
+  "cluster-admin|installer.allowClusterAdmin=true"
 )
 # Configurations that need a newer Kubernetes than the chart's oldest: name|first version.
 newer_only=("node-label-policy|1.30.0")
