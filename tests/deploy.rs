@@ -23,7 +23,7 @@ const DOCKERFILE: &str = include_str!("../deploy/Dockerfile");
 const CARGO_TOML: &str = include_str!("../Cargo.toml");
 
 /// What every variant of the chart is rendered with in these tests.
-const VARIANTS: [&[&str]; 4] = [
+const VARIANTS: [&[&str]; 5] = [
     &[],
     &["watchNamespace=team-a"],
     &[
@@ -41,6 +41,7 @@ const VARIANTS: [&[&str]; 4] = [
         "extraArgs={--executors=simulated,--simulated-delay-ms=50}",
         "allowedChartRepositories={https://charts.example/team,oci://registry.example/charts}",
     ],
+    &["installer.allowClusterAdmin=true"],
 ];
 
 // ------------------------------------------------------------------ files (no tools needed)
@@ -585,6 +586,100 @@ fn allowlists_become_flags_and_the_controller_may_bind_only_the_allowed_roles() 
     );
 }
 
+/// The verbs a role grants per `group/resource` (`/pods` for the core group); with `by_name`,
+/// the rules limited to resourceNames count as `group/resource[name,...]`.
+fn granted(role: &Value, by_name: bool) -> BTreeMap<String, Vec<String>> {
+    let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        let names = strings(&rule["resourceNames"]);
+        let suffix = if by_name && !names.is_empty() {
+            format!("[{}]", names.join(","))
+        } else {
+            String::new()
+        };
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                granted
+                    .entry(format!("{group}/{resource}{suffix}"))
+                    .or_default()
+                    .extend(strings(&rule["verbs"]));
+            }
+        }
+    }
+    granted
+}
+
+#[test]
+fn cluster_admin_for_karmada_becomes_flags_and_only_the_rights_its_teardown_needs() {
+    let Some(objects) = helm_template(&["installer.allowClusterAdmin=true"]) else {
+        return;
+    };
+    let args = args(&objects);
+    assert!(
+        args.contains(&"--allowed-installer-roles=federation-chart-installer,cluster-admin".into()),
+        "{args:?}"
+    );
+    assert_eq!(
+        args.iter()
+            .filter(|a| *a == "--allow-cluster-scoped-charts")
+            .count(),
+        1,
+        "{args:?}"
+    );
+    let granted = granted(object(&objects, "ClusterRole", RELEASE), true);
+    let verbs = |key: &str| granted.get(key).cloned().unwrap_or_default();
+    // Bind only the named roles: cluster-admin by name, never every ClusterRole.
+    assert_eq!(
+        verbs("rbac.authorization.k8s.io/clusterroles[federation-chart-installer,cluster-admin]"),
+        ["bind"]
+    );
+    // The chart's hook leftovers <release>-hook-job: read and delete, nothing else.
+    assert_eq!(
+        verbs("rbac.authorization.k8s.io/clusterroles"),
+        ["get", "delete"]
+    );
+    for verb in ["get", "delete"] {
+        assert!(
+            verbs("rbac.authorization.k8s.io/clusterrolebindings").contains(&verb.to_string()),
+            "{verb} clusterrolebindings"
+        );
+    }
+    // Each Karmada enablement's own namespace, and etcd's volumes.
+    assert_eq!(verbs("/namespaces"), ["get", "create", "delete"]);
+    assert_eq!(verbs("/persistentvolumeclaims"), ["list", "delete"]);
+    for (key, verbs) in &granted {
+        for verb in ["escalate", "*"] {
+            assert!(!verbs.contains(&verb.to_string()), "{verb} on {key}");
+        }
+    }
+}
+
+#[test]
+fn cluster_admin_is_off_by_default() {
+    let Some(objects) = helm_template(&[]) else {
+        return;
+    };
+    let args = args(&objects);
+    assert!(
+        args.contains(&"--allowed-installer-roles=federation-chart-installer".into()),
+        "{args:?}"
+    );
+    assert!(!args.contains(&"--allow-cluster-scoped-charts".into()));
+    let granted = granted(object(&objects, "ClusterRole", RELEASE), true);
+    let keys: Vec<&String> = granted.keys().collect();
+    for absent in [
+        "/persistentvolumeclaims",
+        "rbac.authorization.k8s.io/clusterroles",
+    ] {
+        assert!(!granted.contains_key(absent), "{absent} in {keys:?}");
+    }
+    assert!(
+        !keys.iter().any(|k| k.contains("cluster-admin")),
+        "{keys:?}"
+    );
+    assert_eq!(granted["/namespaces"], ["get"]);
+}
+
 #[test]
 fn without_kubernetes_auth_the_controller_may_not_review_tokens_or_access() {
     let resources = |set: &[&str]| -> Option<Vec<String>> {
@@ -619,20 +714,12 @@ fn the_installer_role_is_explicit_and_refuses_wildcards() {
         return;
     };
     let role = object(&objects, "ClusterRole", "federation-chart-installer");
-    let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rule in role["rules"].as_array().expect("rules") {
         for field in ["apiGroups", "resources", "verbs"] {
             assert!(!strings(&rule[field]).contains(&"*".to_string()), "{rule}");
         }
-        for group in strings(&rule["apiGroups"]) {
-            for resource in strings(&rule["resources"]) {
-                granted
-                    .entry(format!("{group}/{resource}"))
-                    .or_default()
-                    .extend(strings(&rule["verbs"]));
-            }
-        }
     }
+    let granted = granted(role, false);
     let all_verbs = [
         "get", "list", "watch", "create", "update", "patch", "delete",
     ];
@@ -670,6 +757,10 @@ fn bad_settings_are_refused_at_render_time() {
         (
             &["leaderElection.enabled=false"][..],
             "replicas > 1 needs leaderElection.enabled",
+        ),
+        (
+            &["installer.allowClusterAdmin=true", "watchNamespace=team-a"][..],
+            "installer.allowClusterAdmin needs every namespace watched",
         ),
     ] {
         let Some(rendered) = try_helm_template(set) else {

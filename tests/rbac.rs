@@ -131,6 +131,29 @@ fn requests_map_to_what_the_api_server_authorizes() {
             call(Method::POST, "/apis/events.k8s.io/v1/namespaces/a/events"),
             "create events.k8s.io/events in a",
         ),
+        // The Karmada teardown (installer.allowClusterAdmin): the chart's hook leftovers and
+        // etcd's claims, one by one (a collection delete would need `deletecollection`).
+        (
+            call(
+                Method::DELETE,
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles/karmada-a-hook-job",
+            ),
+            "delete rbac.authorization.k8s.io/clusterroles karmada-a-hook-job",
+        ),
+        (
+            call(
+                Method::GET,
+                "/api/v1/namespaces/karmada-a/persistentvolumeclaims?labelSelector=app%3Detcd",
+            ),
+            "list core/persistentvolumeclaims in karmada-a",
+        ),
+        (
+            call(
+                Method::DELETE,
+                "/api/v1/namespaces/karmada-a/persistentvolumeclaims",
+            ),
+            "deletecollection core/persistentvolumeclaims in karmada-a",
+        ),
     ];
     for (call, expected) in cases {
         assert_eq!(request_access(&call).to_string(), expected, "{}", call.uri);

@@ -1,6 +1,6 @@
-//! What tests/deploy.rs and tests/rbac.rs share: the tools they need (`helm`, and the testenv's
-//! `kubectl` for kustomize), rendering the chart and the plain manifests, and reading the
-//! multi-document YAML those print.
+//! What tests/deploy.rs, tests/rbac.rs and tests/karmada_chart.rs share: the tools they need
+//! (`helm`, and the testenv's `kubectl` for kustomize), rendering the charts and the plain
+//! manifests, and reading the multi-document YAML those print.
 //!
 //! The tools come from `FEDERATION_HELM` and `FEDERATION_KUBECTL` (`.ci/deploy-checks.sh` sets
 //! both). Without one, the tests that need it are skipped with one loud line, except under CI
@@ -81,18 +81,24 @@ fn run(program: &Path, args: &[&str]) -> Result<String, String> {
 /// `helm template` of the chart as release `federation-controller` in `federation-system`,
 /// with `--set` values: the objects, or helm's error; None when helm is not available.
 pub fn try_helm_template(set: &[&str]) -> Option<Result<Vec<Value>, String>> {
-    let helm = helm()?;
-    let mut args = vec![
-        "template",
-        RELEASE,
-        CHART,
-        "--namespace",
-        RELEASE_NAMESPACE,
-        "--include-crds",
-    ];
+    let mut args = vec!["--include-crds"];
     for value in set {
         args.extend(["--set", value]);
     }
+    try_helm_template_chart(CHART, RELEASE, RELEASE_NAMESPACE, &args)
+}
+
+/// `helm template RELEASE CHART --namespace NAMESPACE` with more arguments (`--values`, `--set`):
+/// the objects, or helm's error; None when helm is not available.
+pub fn try_helm_template_chart(
+    chart: &str,
+    release: &str,
+    namespace: &str,
+    more: &[&str],
+) -> Option<Result<Vec<Value>, String>> {
+    let helm = helm()?;
+    let mut args = vec!["template", release, chart, "--namespace", namespace];
+    args.extend(more);
     Some(run(helm, &args).map(|yaml| documents(&yaml)))
 }
 

@@ -81,7 +81,35 @@ watches every namespace (with --namespace it refuses them).
 "true" when the controller may make cluster-scoped installer bindings (same reasoning).
 */}}
 {{- define "federation-controller.clusterScopedCharts" -}}
-{{- if and .Values.allowClusterScopedCharts (not .Values.watchNamespace) }}true{{ end }}
+{{- if and (or .Values.allowClusterScopedCharts (include "federation-controller.clusterAdmin" .)) (not .Values.watchNamespace) }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the controller may create a namespace of its own for an enablement and delete it:
+a foreign control-plane namespace, or a Karmada one (installer.allowClusterAdmin).
+*/}}
+{{- define "federation-controller.createsNamespaces" -}}
+{{- if or (include "federation-controller.foreignNamespaces" .) (include "federation-controller.clusterAdmin" .) }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when Karmada enablements may install as cluster-admin (installer.allowClusterAdmin; the
+chart refuses it with watchNamespace).
+*/}}
+{{- define "federation-controller.clusterAdmin" -}}
+{{- if .Values.installer.allowClusterAdmin }}true{{ end }}
+{{- end }}
+
+{{/*
+--allowed-installer-roles, comma-separated: allowedInstallerRoles, and cluster-admin with
+installer.allowClusterAdmin. The controller may `bind` exactly these.
+*/}}
+{{- define "federation-controller.installerRoles" -}}
+{{- $roles := .Values.allowedInstallerRoles }}
+{{- if include "federation-controller.clusterAdmin" . }}
+{{- $roles = append $roles "cluster-admin" | uniq }}
+{{- end }}
+{{- join "," $roles }}
 {{- end }}
 
 {{/*
