@@ -15,6 +15,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deploy_support::{all, object, strings, try_helm_template_chart};
+use federation_controller::api::FederationEnablement;
+use federation_controller::job::RunFacts;
+use federation_controller::subjobs::cert::KeyedCert;
+use federation_controller::subjobs::chart::{KarmadaCerts, karmada_values};
+use federation_controller::subjobs::{Context, Settings};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Value, json};
 
@@ -28,7 +33,6 @@ const CONTROL_PLANE_LABEL: &str = "federation.fleet.dev/control-plane";
 /// The label the controller's Service `<name>-federation-apiserver` selects.
 const APISERVER_LABEL: &str = "federation.fleet.dev/apiserver";
 const CERTIFICATE_HASH: &str = "federation.fleet.dev/certificate-hash";
-const HASH: &str = "3f0c1b7e9d2a4c6b8e0f1a3c5e7d9b2f4a6c8e0d2b4f6a8c0e2d4b6f8a0c2e4d";
 /// `controlPlane.replicas` of the enablement the values are for.
 const REPLICAS: u64 = 4;
 const ISSUER: &str = "https://sso.example.com";
@@ -77,45 +81,64 @@ const CERT_KEYS: [(&str, &str); 7] = [
     ("frontProxyKey", "front-proxy-client.key"),
 ];
 
-/// The values InstallFederationChart passes for a Karmada enablement of fleet `fleet-a` with
-/// `controlPlane.replicas: 4`, `spec.sso`, and `chart.values` naming an etcd storage class.
-///
-// WIRE: replace this hand-written document with the controller's own values, from
-// `federation_controller::subjobs::chart::karmada_values` (being written in src/), called with
-// an enablement of the same uid, replicas, sso and chart.values, and the certificate material
-// of `material()`. Every test below then checks the controller's real output.
+/// The certificates of [`material`], as CreateCert would have stored them.
+fn certificates() -> [KeyedCert; 4] {
+    let pair = |cert: &str, key: &str| KeyedCert::new(material(cert), material(key));
+    [
+        pair("caCrt", "caKey"),
+        pair("crt", "key"),
+        pair("frontProxyCaCrt", "frontProxyCaKey"),
+        pair("frontProxyCrt", "frontProxyKey"),
+    ]
+}
+
+fn karmada_certs(certificates: &[KeyedCert; 4]) -> KarmadaCerts<'_> {
+    let [ca, control_plane, front_proxy_ca, front_proxy_client] = certificates;
+    KarmadaCerts {
+        ca,
+        control_plane,
+        front_proxy_ca,
+        front_proxy_client,
+    }
+}
+
+/// The certificate hash the controller puts on every component for [`certificates`].
+fn hash() -> String {
+    karmada_certs(&certificates()).hash()
+}
+
+/// The values InstallFederationChart passes (the controller's own `karmada_values`) for a
+/// Karmada enablement of fleet `fleet-a` with `controlPlane.replicas: 4`, `spec.sso`, and
+/// `chart.values` naming an etcd storage class.
 fn controller_values() -> Value {
-    let reserved = json!({ CONTROL_PLANE_LABEL: UID });
-    let annotations = json!({ CERTIFICATE_HASH: HASH });
-    let component = || json!({"nodeSelector": reserved, "podAnnotations": annotations});
-    let custom: serde_json::Map<String, Value> = CERT_KEYS
-        .iter()
-        .map(|(key, _)| (key.to_string(), json!(material(key))))
-        .collect();
-    json!({
-        "installMode": "host",
-        "certs": {"mode": "custom", "custom": custom},
-        "apiServer": {
-            "replicaCount": REPLICAS,
-            "serviceType": "ClusterIP",
-            "nodeSelector": reserved,
-            "podAnnotations": annotations,
-            "podLabels": { APISERVER_LABEL: UID },
-            "oidc": {"issuerUrl": ISSUER, "clientId": CLIENT_ID},
+    controller_values_for(&certificates())
+}
+
+/// [`controller_values`] with other certificates.
+fn controller_values_for(certificates: &[KeyedCert; 4]) -> Value {
+    let enablement: FederationEnablement = serde_json::from_value(json!({
+        "apiVersion": "federation.fleet.dev/v1alpha1",
+        "kind": "FederationEnablement",
+        "metadata": {"name": "fleet-a", "namespace": "team-a", "uid": UID},
+        "spec": {
+            "clusterGroupID": "fleet-a",
+            "controlPlane": {"replicas": REPLICAS},
+            "sso": {"issuerUrl": ISSUER, "clientUuid": CLIENT_ID},
+            "chart": {
+                "clusterScoped": true,
+                "installerClusterRole": "cluster-admin",
+                "values": {"etcd": {"internal": {"pvc": {"storageClass": "fast-ssd"}}}},
+            },
         },
-        "aggregatedApiServer": component(),
-        "controllerManager": component(),
-        "scheduler": component(),
-        "webhook": component(),
-        "kubeControllerManager": component(),
-        "etcd": {"internal": {
-            "replicaCount": 3,
-            "storageType": "pvc",
-            "pvc": {"size": "5Gi", "storageClass": "fast-ssd"},
-            "nodeSelector": reserved,
-        }},
-        "staticResourceJob": {"nodeSelector": reserved},
-    })
+    }))
+    .expect("an enablement");
+    let run = RunFacts::default();
+    let settings = Settings {
+        default_runner_image: "runner".to_string(),
+    };
+    let now = "2026-01-15T08:00:00Z".parse().expect("a time");
+    let ctx = Context::new(&enablement, &run, &settings, now);
+    Value::Object(karmada_values(&ctx, karmada_certs(certificates)))
 }
 
 /// `helm template` of the fixture as release `karmada-fleet-a` in its namespace, with `values`.
@@ -325,15 +348,15 @@ fn a_new_certificate_restarts_every_component() {
     let Some(objects) = rendered() else {
         return;
     };
-    let mut renewed = controller_values();
-    for (_, _, key) in WORKLOADS.iter().filter(|(kind, ..)| *kind == "Deployment") {
-        renewed[key]["podAnnotations"][CERTIFICATE_HASH] = json!("renewed");
-    }
-    let after = render(&renewed);
+    // A renewal: a new control-plane certificate for the same key.
+    let mut renewed = certificates();
+    renewed[1] = KeyedCert::new(material("renewed crt"), material("key"));
+    let after = render(&controller_values_for(&renewed));
     for (kind, name, _) in WORKLOADS.iter().filter(|(kind, ..)| *kind == "Deployment") {
         let before = pod_template(&objects, kind, name);
         assert_eq!(
-            before["metadata"]["annotations"][CERTIFICATE_HASH], HASH,
+            before["metadata"]["annotations"][CERTIFICATE_HASH],
+            hash(),
             "{kind} {name}"
         );
         assert_ne!(
