@@ -78,6 +78,19 @@ fn certificate_set() -> KarmadaSet<KeyedCert> {
     issue_set(&request, jiff::Timestamp::now()).expect("a certificate set")
 }
 
+/// The kubeconfig CreateCert writes, for `server`, trusting `ca`, as `client`.
+fn kubeconfig_for(server: &str, ca: &KeyedCert, client: &KeyedCert) -> String {
+    kubeconfig(&KubeconfigInput {
+        cluster: "karmada-fleet-a",
+        user: FEDERATION_ADMIN,
+        server,
+        ca_pem: &ca.cert_pem,
+        client,
+    })
+    .expect("a kubeconfig")
+    .into_string()
+}
+
 fn kubectl(bin: &Path, kubeconfig: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin.join("kubectl"))
         .arg("--kubeconfig")
@@ -145,15 +158,11 @@ fn etcd_and_an_api_server_serve_with_the_set_and_the_users_kubeconfig_reaches_th
 
     // The kubeconfig the user gets, for this server.
     let server = server_url(&format!("127.0.0.1:{api_port}"));
-    let document = kubeconfig(&KubeconfigInput {
-        cluster: "karmada-fleet-a",
-        user: FEDERATION_ADMIN,
-        server: &server,
-        ca_pem: &set.ca.cert_pem,
-        client: &set.federation_admin,
-    })
-    .expect("a kubeconfig");
-    let user_kubeconfig = write(&dir, "fed.kubeconfig", document.as_str());
+    let user_kubeconfig = write(
+        &dir,
+        "fed.kubeconfig",
+        &kubeconfig_for(&server, &set.ca, &set.federation_admin),
+    );
 
     // The API server with the chart's TLS flags: TLS 1.3 only with the control-plane pair,
     // client certificates of the Karmada CA, the front proxy's CA and name, etcd over TLS with
@@ -222,15 +231,11 @@ fn etcd_and_an_api_server_serve_with_the_set_and_the_users_kubeconfig_reaches_th
 
     // A client certificate the Karmada CA did not sign is refused.
     let stranger = certificate_set();
-    let stranger_config = kubeconfig(&KubeconfigInput {
-        cluster: "karmada-fleet-a",
-        user: FEDERATION_ADMIN,
-        server: &server,
-        ca_pem: &set.ca.cert_pem,
-        client: &stranger.federation_admin,
-    })
-    .expect("a kubeconfig");
-    let stranger_kubeconfig = write(&dir, "stranger.kubeconfig", stranger_config.as_str());
+    let stranger_kubeconfig = write(
+        &dir,
+        "stranger.kubeconfig",
+        &kubeconfig_for(&server, &set.ca, &stranger.federation_admin),
+    );
     let refused = kubectl(
         &bin,
         &stranger_kubeconfig,
