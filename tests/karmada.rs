@@ -379,3 +379,41 @@ async fn teardown_leaves_a_cluster_role_of_that_name_that_no_helm_hook_made() {
         "not a hook object: not ours"
     );
 }
+
+#[tokio::test]
+async fn a_new_ca_is_published_with_the_old_one_while_the_chart_signs_with_the_new_alone() {
+    let h = setup();
+    run_to_success(&h).await;
+    let old_ca = secret_text(&h, "fleet-a-federation-ca", "ca.crt");
+    // Ten years on, the CA would not outlive a certificate issued now: it is replaced.
+    h.clock.advance((3650 - 20) * 86_400);
+    h.reconcile(FE_PATH).await;
+    let bundle = secret_text(&h, "fleet-a-federation-ca", "ca.crt");
+    let new_ca = bundle.strip_suffix(&old_ca).expect("the old CA last");
+    assert!(
+        new_ca.contains("BEGIN CERTIFICATE") && new_ca != old_ca,
+        "the new CA first"
+    );
+
+    let document = secret_text(&h, "fleet-a-federation-kubeconfig", "kubeconfig");
+    let config: Value = serde_yaml::from_str(&document).expect("kubeconfig YAML");
+    let trusted = String::from_utf8(base64_decode(
+        config["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .expect("CA data"),
+    ))
+    .expect("utf-8");
+    assert_eq!(trusted, bundle, "the kubeconfig trusts both");
+    assert_eq!(
+        secret_text(&h, "fleet-a-federation-certs", "ca.crt"),
+        bundle
+    );
+    let values: Value =
+        serde_json::from_str(&secret_text(&h, "fleet-a-federation-values", "values.yaml"))
+            .expect("values JSON");
+    assert_eq!(
+        values["certs"]["custom"]["caCrt"].as_str(),
+        Some(new_ca),
+        "the chart signs with the new CA alone"
+    );
+}

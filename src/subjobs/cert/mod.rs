@@ -16,6 +16,7 @@ pub mod karmada;
 pub mod key_format;
 pub mod kubeconfig;
 pub mod pki;
+pub mod rotation;
 pub mod secrets;
 
 use std::collections::BTreeMap;
@@ -119,12 +120,22 @@ impl CertExecutor {
             }
         }
 
+        let (stored_ca, published_before) = stored(ca_secret.as_ref(), CA_CERT_KEY, CA_KEY_KEY)
+            .and_then(|ca| rotation::stored_ca(&ca.cert_pem, ca.key_pem()))
+            .map_or((None, Vec::new()), |(ca, older)| (Some(ca), older));
         let renewal = renew(
-            stored(ca_secret.as_ref(), CA_CERT_KEY, CA_KEY_KEY),
+            stored_ca.clone(),
             stored(cert_secret.as_ref(), TLS_CERT_KEY, TLS_KEY_KEY),
             &request,
             ctx.now,
         )?;
+        let previous = rotation::previous_cas(
+            &renewal.ca,
+            stored_ca.as_ref().filter(|_| renewal.new_ca.is_some()),
+            &published_before,
+            ctx.now,
+        );
+        let trusted = rotation::bundle(&renewal.ca, &previous);
         if let Some(why) = &renewal.new_ca {
             tracing::info!(
                 enablement = ctx.name,
@@ -145,9 +156,9 @@ impl CertExecutor {
         // The CA first, so the serving Secret never names a CA whose key is not stored. Should
         // the second write fail, the next run finds a serving certificate the stored CA did not
         // sign and issues it again.
-        let desired_ca = desired_ca_secret(ctx, &renewal.ca);
+        let desired_ca = desired_ca_secret(ctx, &renewal.ca, &trusted);
         apply::apply_if_drifted(&api, ca_secret.as_ref(), &desired_ca).await?;
-        let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &renewal.ca);
+        let desired_cert = desired_cert_secret(ctx, &renewal.leaf, &trusted);
         apply::apply_if_drifted(&api, cert_secret.as_ref(), &desired_cert).await?;
 
         Ok(Observation::succeeded_with(format!(
@@ -169,7 +180,16 @@ impl CertExecutor {
         if let Some(message) = stored.conflict(ctx) {
             return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
         }
-        let renewal = karmada::renew_set(stored.set(), &request, ctx.now)?;
+        let stored_set = stored.set();
+        let replaced = stored_set.ca.clone();
+        let renewal = karmada::renew_set(stored_set, &request, ctx.now)?;
+        let previous = rotation::previous_cas(
+            &renewal.certs.ca,
+            replaced.as_ref().filter(|_| renewal.reissued.ca.is_some()),
+            &stored.published_before(),
+            ctx.now,
+        );
+        let trusted = rotation::bundle(&renewal.certs.ca, &previous);
         for member in karmada::Member::ALL {
             if let Some(why) = renewal.reissued.get(member) {
                 tracing::info!(
@@ -194,11 +214,11 @@ impl CertExecutor {
             cluster: &request.names.release,
             user: karmada::FEDERATION_ADMIN,
             server: &server,
-            ca_pem: &renewal.certs.ca.cert_pem,
+            ca_pem: &trusted,
             client: &renewal.certs.federation_admin,
         })?;
         let [ca, front_proxy, certs, kubeconfig] =
-            karmada::store::desired_secrets(ctx, &renewal.certs, &document);
+            karmada::store::desired_secrets(ctx, &renewal.certs, &trusted, &document);
         // The CAs first, so no Secret names a CA whose key is not stored; should a later write
         // fail, the next run finds a certificate the stored CA did not sign and issues it again.
         apply::apply_if_drifted(&api, stored.ca.as_ref(), &ca).await?;

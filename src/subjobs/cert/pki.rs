@@ -250,6 +250,34 @@ pub fn check_leaf(
     keep_until(not_after)
 }
 
+/// Why `cert` is to be reissued because `certificate.validityDays` was shortened below its
+/// validity; Ok while it is valid for no longer than asked (a certificate capped at its CA's
+/// expiry is shorter, never longer).
+pub(super) fn validity_problem(
+    cert: &X509Certificate<'_>,
+    what: &str,
+    validity_days: i64,
+) -> Result<(), String> {
+    let total = cert
+        .validity()
+        .not_after
+        .timestamp()
+        .saturating_sub(cert.validity().not_before.timestamp());
+    if total > validity_days.saturating_mul(SECONDS_PER_DAY) {
+        return Err(format!(
+            "the {what} is valid for longer than certificate.validityDays ({validity_days} days)"
+        ));
+    }
+    Ok(())
+}
+
+/// [`validity_problem`] of a stored certificate's PEM.
+fn longer_than_asked(cert_pem: &str, what: &str, validity_days: i64) -> Option<String> {
+    let der = pem_to_der(cert_pem).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    validity_problem(&cert, what, validity_days).err()
+}
+
 /// `cert` names `ca` as its issuer and carries its signature.
 pub(super) fn issued_by(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> bool {
     cert.issuer().as_raw() == ca.subject().as_raw()
@@ -358,11 +386,25 @@ pub(super) fn sign_leaf(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = leaf.extended_key_usages.clone();
     params.use_authority_key_identifier_extension = true;
-    (params.not_before, params.not_after) = validity(now, leaf.validity_days)?;
+    let (not_before, not_after) = validity(now, leaf.validity_days)?;
+    params.not_before = not_before;
+    // Never past its CA's expiry: a certificate its CA no longer vouches for is useless, and
+    // the rotation rules (rotation.rs) rely on no certificate outliving its CA.
+    params.not_after = match ca_not_after(&ca.cert_pem) {
+        Some(ca_not_after) if ca_not_after < not_after => ca_not_after,
+        _ => not_after,
+    };
     let cert = params
         .signed_by(key, &issuer)
         .map_err(|e| CertError(format!("cannot sign the {}: {e}", leaf.what)))?;
     Ok(cert.pem())
+}
+
+/// The expiry of the CA certificate in `ca_pem`.
+fn ca_not_after(ca_pem: &str) -> Option<OffsetDateTime> {
+    let der = pem_to_der(ca_pem).ok()?;
+    let (_, cert) = X509Certificate::from_der(&der).ok()?;
+    OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp()).ok()
 }
 
 /// The certificates to store, and what changed.
@@ -409,7 +451,16 @@ pub fn renew(
         (None, _) => Err("no serving certificate is stored".to_string()),
         (Some(_), Some(_)) => Err("a new CA was generated".to_string()),
         (Some(leaf), None) => match check_leaf(&leaf, &ca, &request.sans, now) {
-            Verdict::Keep { valid_until } => Ok((leaf, valid_until)),
+            Verdict::Keep { valid_until } => {
+                match longer_than_asked(
+                    &leaf.cert_pem,
+                    "serving certificate",
+                    request.validity_days,
+                ) {
+                    Some(why) => Err(why),
+                    None => Ok((leaf, valid_until)),
+                }
+            }
             Verdict::Replace(why) => Err(why),
         },
     };
@@ -418,6 +469,7 @@ pub fn renew(
         Err(why) => {
             let leaf = issue_leaf(&ca, request, now)?;
             let (_, not_after) = validity(now, request.validity_days)?;
+            let not_after = ca_not_after(&ca.cert_pem).map_or(not_after, |ca| ca.min(not_after));
             (leaf, from_offset(not_after)?, Some(why))
         }
     };

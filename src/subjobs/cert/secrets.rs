@@ -38,8 +38,9 @@ fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
         .collect()
 }
 
-/// The CA Secret holding `ca`.
-pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
+/// The CA Secret holding `ca`, its `ca.crt` the bundle `trusted` (`ca` first, then the CAs it
+/// replaced while they are trusted: [`super::rotation`]).
+pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert, trusted: &str) -> Secret {
     Secret {
         metadata: ownership::metadata(
             ctx,
@@ -49,22 +50,22 @@ pub fn desired_ca_secret(ctx: &Context<'_>, ca: &KeyedCert) -> Secret {
         ),
         type_: Some(OPAQUE_SECRET_TYPE.to_string()),
         data: Some(pem_data([
-            (CA_CERT_KEY, &ca.cert_pem),
+            (CA_CERT_KEY, trusted),
             (CA_KEY_KEY, ca.key_pem()),
         ])),
         ..Secret::default()
     }
 }
 
-/// The `kubernetes.io/tls` Secret holding the serving certificate and the CA certificate.
-pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, ca: &KeyedCert) -> Secret {
+/// The `kubernetes.io/tls` Secret holding the serving certificate and the trusted CAs.
+pub fn desired_cert_secret(ctx: &Context<'_>, leaf: &KeyedCert, trusted: &str) -> Secret {
     let mut data = pem_data([
         (TLS_CERT_KEY, &leaf.cert_pem),
         (TLS_KEY_KEY, leaf.key_pem()),
     ]);
     data.insert(
         CA_CERT_KEY.to_string(),
-        ByteString(ca.cert_pem.as_bytes().to_vec()),
+        ByteString(trusted.as_bytes().to_vec()),
     );
     Secret {
         metadata: ownership::metadata(

@@ -9,7 +9,7 @@ use super::{KarmadaRequest, KarmadaSet, Member};
 use crate::subjobs::cert::key_format::read_sec1;
 use crate::subjobs::cert::pki::{
     self, KeyedCert, San, Verdict, issued_by, keep_until, key_pair_matches, pem_to_der,
-    renewal_due, sans_of,
+    renewal_due, sans_of, validity_problem,
 };
 
 /// Each stored certificate checked against `request` at `now`; a missing one is to be replaced.
@@ -119,6 +119,7 @@ fn leaf_problem(
     if !missing.is_empty() {
         return Err(format!("the {what} does not cover {}", missing.join(", ")));
     }
+    validity_problem(&cert, what, request.validity_days)?;
     renewal_due(&cert, what, now)
 }
 

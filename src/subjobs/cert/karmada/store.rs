@@ -19,6 +19,7 @@ use super::{KarmadaSet, Member};
 use crate::api::SubJobType;
 use crate::subjobs::cert::kubeconfig::KubeconfigDocument;
 use crate::subjobs::cert::pki::KeyedCert;
+use crate::subjobs::cert::rotation;
 use crate::subjobs::cert::secrets::{
     CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, get_secret, stored,
 };
@@ -72,9 +73,24 @@ impl StoredSecrets {
         ))
     }
 
+    /// The current CA (the first certificate of `ca.crt`, with `ca.key`), and the CAs it
+    /// replaced that are still published after it ([`crate::subjobs::cert::rotation`]).
+    fn ca(&self) -> Option<(KeyedCert, Vec<String>)> {
+        let stored = stored(self.ca.as_ref(), CA_CERT_KEY, CA_KEY_KEY)?;
+        rotation::stored_ca(&stored.cert_pem, stored.key_pem())
+    }
+
+    /// The CAs published after the current one.
+    pub fn published_before(&self) -> Vec<String> {
+        self.ca().map(|(_, older)| older).unwrap_or_default()
+    }
+
     /// The certificates they hold, each where both its certificate and its key are stored.
     pub fn set(&self) -> KarmadaSet<Option<KeyedCert>> {
         KarmadaSet::from_fn(|member| {
+            if member == Member::Ca {
+                return self.ca().map(|(current, _)| current);
+            }
             let (secret, cert_key, key_key) = match member {
                 Member::Ca => (&self.ca, CA_CERT_KEY, CA_KEY_KEY),
                 Member::ControlPlane => (&self.certs, TLS_CERT_KEY, TLS_KEY_KEY),
@@ -114,20 +130,18 @@ fn secret(
 }
 
 /// The four Secrets that hold `set`, and `kubeconfig` made from it, in the order they are
-/// written: the CAs before what they sign.
+/// written: the CAs before what they sign. `ca.crt` is the bundle `trusted`.
 pub fn desired_secrets(
     ctx: &Context<'_>,
     set: &KarmadaSet<KeyedCert>,
+    trusted: &str,
     kubeconfig: &KubeconfigDocument,
 ) -> [Secret; 4] {
     let ca = secret(
         ctx,
         names::ca_secret(ctx.name),
         "Opaque",
-        data([
-            (CA_CERT_KEY, &set.ca.cert_pem),
-            (CA_KEY_KEY, set.ca.key_pem()),
-        ]),
+        data([(CA_CERT_KEY, trusted), (CA_KEY_KEY, set.ca.key_pem())]),
     );
     let front_proxy = secret(
         ctx,
@@ -147,7 +161,7 @@ pub fn desired_secrets(
         data([
             (TLS_CERT_KEY, &set.control_plane.cert_pem),
             (TLS_KEY_KEY, set.control_plane.key_pem()),
-            (CA_CERT_KEY, &set.ca.cert_pem),
+            (CA_CERT_KEY, trusted),
         ]),
     );
     let kubeconfig = secret(
