@@ -122,6 +122,9 @@ pub struct RunFacts {
     pub endpoint: Option<String>,
     /// The chart version InstallFederationChart pinned when it started in this run.
     pub chart_version: Option<String>,
+    /// InstallFederationChart has succeeded for this enablement before (`status.chartVersion`):
+    /// a release without an owner label, made before releases were labelled, is its own.
+    pub installed_before: bool,
 }
 
 impl RunFacts {
@@ -134,6 +137,7 @@ impl RunFacts {
             spec_hash: status.spec_hash.clone().unwrap_or_default(),
             endpoint: status.endpoint().map(str::to_string),
             chart_version: status.pinned_chart_version().map(str::to_string),
+            installed_before: status.chart_version.is_some(),
         }
     }
 }

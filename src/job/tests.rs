@@ -772,6 +772,7 @@ fn commands_carry_the_attempt_start_and_deadline() {
         spec_hash: spec_hash(&h.spec),
         endpoint: None,
         chart_version: None,
+        installed_before: false,
     };
     assert!(d.commands.contains(&Command::Run {
         sub_job: CreateNode,

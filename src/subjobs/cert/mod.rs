@@ -314,6 +314,7 @@ mod tests {
                 spec_hash: "hash-1".to_string(),
                 endpoint: endpoint.map(str::to_string),
                 chart_version: None,
+                installed_before: false,
             };
             let server = FakeApiServer::new();
             Harness {

@@ -18,6 +18,24 @@ case "$CHART_REPOSITORY" in
   oci://*) chart="$CHART_REPOSITORY/$CHART_NAME" ;;
   *) if [ -n "${HELM_REPO_USERNAME:-}" ]; then chart="federation/$CHART_NAME"; else chart="$CHART_NAME"; set -- --repo="$CHART_REPOSITORY"; fi ;;
 esac
+# Whose release it is: one labelled with this enablement's uid is ours; an unlabelled one is
+# adopted once, when this enablement had installed it before releases were labelled
+# (ADOPT_UNLABELLED); any other is left untouched, and exit code 3 tells the controller why.
+release_with() {
+  helm list --namespace="$NAMESPACE" --all --filter="^$RELEASE\$" --selector="$1" -q
+}
+# Each list is its own assignment, so that a failing helm fails the script (set -e).
+any=$(release_with "")
+ours=$(release_with "$OWNER_LABEL=$OWNER_UID")
+owned=$(release_with "$OWNER_LABEL")
+if [ -n "$any" ] && [ -z "$ours" ]; then
+  if [ "${ADOPT_UNLABELLED:-false}" = true ] && [ -z "$owned" ]; then
+    echo "release $RELEASE carries no owner label; this enablement installed it before: adopting it"
+  else
+    echo "release $RELEASE in $NAMESPACE was not made by this enablement: left untouched" >&2
+    exit 3
+  fi
+fi
 state=$(helm status --namespace="$NAMESPACE" -o json -- "$RELEASE" 2>/dev/null | grep -o '"status":"[a-z-]*"' | head -n 1 | cut -d '"' -f 4 || true)
 case "$state" in
   pending-install)
@@ -28,4 +46,5 @@ case "$state" in
     helm rollback --namespace="$NAMESPACE" --wait -- "$RELEASE" ;;
 esac
 exec helm upgrade --install "$@" --version="$CHART_VERSION" --namespace="$NAMESPACE" \
+  --labels="$OWNER_LABEL=$OWNER_UID" \
   --values=/etc/federation/values/values.yaml --wait --timeout="${TIMEOUT_SECONDS}s" -- "$RELEASE" "$chart"

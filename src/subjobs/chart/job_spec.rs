@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
     PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
@@ -21,6 +23,13 @@ pub const INSTALL_SCRIPT: &str = include_str!("install.sh");
 
 /// Uninstalls the release; a release that was never installed counts as done.
 pub const UNINSTALL_SCRIPT: &str = include_str!("uninstall.sh");
+
+/// Label of a helm release (`helm upgrade --install --labels`): the uid of the enablement that
+/// made it. Install and uninstall act only on a release that carries this enablement's.
+pub const RELEASE_OWNER_LABEL: &str = "federation.fleet.dev/enablement-uid";
+
+/// The container that runs helm.
+const CONTAINER: &str = "helm";
 
 /// Label telling install Jobs from uninstall Jobs.
 pub const OPERATION_LABEL: &str = "federation.fleet.dev/operation";
@@ -96,6 +105,7 @@ pub fn desired_job(
         metadata,
         spec: Some(JobSpec {
             backoff_limit: Some(0),
+            pod_failure_policy: Some(release_not_ours_policy()),
             active_deadline_seconds: Some(active_deadline_seconds.max(1)),
             // An install Job stays until the next attempt or teardown deletes it: its outcome
             // is the subjob's. An uninstall Job outlives the step that reads it by this much.
@@ -120,8 +130,27 @@ pub fn desired_job(
     }
 }
 
-/// What the scripts read: the release, where the chart comes from, and the credentials (from
-/// the values Secret, never inline).
+/// The exit code of the scripts when the release exists and is not this enablement's.
+pub const RELEASE_NOT_OURS_EXIT_CODE: i32 = 3;
+
+/// Ends the Job at once on [`RELEASE_NOT_OURS_EXIT_CODE`], with the `PodFailurePolicy` reason,
+/// so the controller can tell a release conflict from a failed install.
+fn release_not_ours_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".to_string(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: Some(CONTAINER.to_string()),
+                operator: "In".to_string(),
+                values: vec![RELEASE_NOT_OURS_EXIT_CODE],
+            }),
+            on_pod_conditions: None,
+        }],
+    }
+}
+
+/// What the scripts read: the release, where the chart comes from, whose the release must be,
+/// and the credentials (from the values Secret, never inline).
 fn environment(
     ctx: &Context<'_>,
     operation: Operation,
@@ -150,6 +179,9 @@ fn environment(
     let mut env = vec![
         env_value("RELEASE", ctx.spec.release_name(ctx.name).to_string()),
         env_value("NAMESPACE", ctx.control_plane_namespace().to_string()),
+        env_value("OWNER_LABEL", RELEASE_OWNER_LABEL.to_string()),
+        env_value("OWNER_UID", ctx.uid.to_string()),
+        env_value("ADOPT_UNLABELLED", ctx.run.installed_before.to_string()),
         env_value(
             "CHART_REPOSITORY",
             chart.repository.trim_end_matches('/').to_string(),
@@ -215,7 +247,7 @@ fn container(
 ) -> Container {
     let quantity = |s: &str| Quantity(s.to_string());
     Container {
-        name: "helm".to_string(),
+        name: CONTAINER.to_string(),
         image: Some(runner_image(ctx).to_string()),
         command: Some(vec![
             "/bin/sh".to_string(),
@@ -337,6 +369,32 @@ mod tests {
                     && e.value.as_deref() == Some("oci://registry.example/charts")),
             "trailing slash trimmed"
         );
+    }
+
+    #[test]
+    fn both_jobs_name_the_release_owner_and_stop_at_once_on_a_release_that_is_not_ours() {
+        let f = Fixture::new(spec());
+        for operation in [Operation::Install, Operation::Uninstall] {
+            let job = desired_job(&f.ctx(), operation, f.chart(), "j".into(), 90, false);
+            let spec = job.spec.expect("job spec");
+            let rule = &spec.pod_failure_policy.expect("a pod failure policy").rules[0];
+            assert_eq!(rule.action, "FailJob");
+            let codes = rule.on_exit_codes.as_ref().expect("on exit codes");
+            assert_eq!(
+                (codes.operator.as_str(), codes.values.as_slice()),
+                ("In", [RELEASE_NOT_OURS_EXIT_CODE].as_slice())
+            );
+            let pod = spec.template.spec.expect("pod spec");
+            let env: BTreeMap<_, _> = pod.containers[0]
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+                .collect();
+            assert_eq!(env["OWNER_LABEL"], RELEASE_OWNER_LABEL);
+            assert_eq!(env["OWNER_UID"], "0f8fad5b-d9cb-469f-a165-70867728950e");
+            assert_eq!(env["ADOPT_UNLABELLED"], "false");
+        }
     }
 
     #[test]

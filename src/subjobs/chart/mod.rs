@@ -149,7 +149,13 @@ fn ended_before(job: &Job, started_at: jiff::Timestamp) -> bool {
         .any(|t| t.0 < started)
 }
 
-/// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions.
+/// What a Job reports when its script found a release that is not this enablement's.
+const RELEASE_NOT_OURS: &str = "the helm release exists and was not made by this enablement (it \
+     lacks the label federation.fleet.dev/enablement-uid with this enablement's uid); it is left \
+     untouched";
+
+/// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions. A failure by
+/// the pod failure policy on [`job_spec::RELEASE_NOT_OURS_EXIT_CODE`] is a release conflict.
 pub fn job_outcome(job: &Job) -> JobRun {
     let conditions = job
         .status
@@ -164,7 +170,14 @@ pub fn job_outcome(job: &Job) -> JobRun {
     if holds("Complete").is_some() {
         return JobRun::Completed;
     }
+    let not_ours = format!("exit code {}", job_spec::RELEASE_NOT_OURS_EXIT_CODE);
     match holds("Failed") {
+        Some(c)
+            if c.reason.as_deref() == Some("PodFailurePolicy")
+                && c.message.as_deref().is_some_and(|m| m.contains(&not_ours)) =>
+        {
+            JobRun::NotOurs(RELEASE_NOT_OURS.to_string())
+        }
         Some(c) => JobRun::Failed(format!(
             "{}: {}",
             c.reason.as_deref().unwrap_or("Failed"),
@@ -630,6 +643,7 @@ pub(super) mod tests {
                 spec_hash: "abc".to_string(),
                 endpoint: Some("203.0.113.10:5443".to_string()),
                 chart_version: None,
+                installed_before: false,
             };
             Fixture {
                 enablement,
@@ -661,6 +675,35 @@ pub(super) mod tests {
             "chart": {"repository": "oci://registry.example/charts/", "name": "federation", "version": "1.2.3",
                 "values": {"federation": {"replicas": 9, "extra": true}, "image": {"tag": "v1"}}},
         })
+    }
+
+    #[test]
+    fn a_job_ended_by_the_release_conflict_rule_is_a_name_conflict_and_another_failure_is_not() {
+        let failed = |reason: &str, message: &str| -> Job {
+            serde_json::from_value(json!({"status": {"conditions": [{
+                "type": "Failed", "status": "True", "reason": reason, "message": message,
+            }]}}))
+            .expect("a Job")
+        };
+        let conflict = failed(
+            "PodFailurePolicy",
+            "Container helm for pod team-a/fed-install-1 failed with exit code 3 matching FailJob rule at index 0",
+        );
+        match job_outcome(&conflict).observation("j", Operation::Install) {
+            Observation::Failed { reason, message } => {
+                assert_eq!(reason, reasons::NAME_CONFLICT);
+                assert!(message.contains("left untouched"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let other = failed(
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        );
+        assert!(matches!(
+            job_outcome(&other).observation("j", Operation::Install),
+            Observation::Failed { ref reason, .. } if reason == reasons::INSTALL_FAILED
+        ));
     }
 
     #[test]

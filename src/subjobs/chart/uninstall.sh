@@ -7,4 +7,18 @@ if ! helm status --namespace="$NAMESPACE" -- "$RELEASE" >/dev/null 2>&1; then
   echo "release $RELEASE is not installed"
   exit 0
 fi
+# Only a release of this enablement's (labelled with its uid, or unlabelled and installed by it
+# before releases were labelled: ADOPT_UNLABELLED) is uninstalled; another is left untouched.
+release_with() {
+  helm list --namespace="$NAMESPACE" --all --filter="^$RELEASE\$" --selector="$1" -q
+}
+# Each list is its own assignment, so that a failing helm fails the script (set -e).
+ours=$(release_with "$OWNER_LABEL=$OWNER_UID")
+owned=$(release_with "$OWNER_LABEL")
+if [ -z "$ours" ]; then
+  if [ "${ADOPT_UNLABELLED:-false}" != true ] || [ -n "$owned" ]; then
+    echo "release $RELEASE in $NAMESPACE was not made by this enablement: nothing to uninstall, left untouched"
+    exit 0
+  fi
+fi
 exec helm uninstall --namespace="$NAMESPACE" --wait --timeout="${TIMEOUT_SECONDS}s" -- "$RELEASE"
