@@ -803,6 +803,107 @@ fn the_controller_accepts_the_charts_arguments() {
     }
 }
 
+/// Flags whose chart value is not their own camelCase name: the value that sets them, or why
+/// none does.
+const FLAG_VALUES: [(&str, &str); 11] = [
+    ("--http-addr", "service.port"),
+    ("--tls-cert-file", "tls.secretName"),
+    ("--tls-key-file", "tls.secretName"),
+    ("--executors", "extraArgs (demos and load tests only)"),
+    (
+        "--simulated-delay-ms",
+        "extraArgs (demos and load tests only)",
+    ),
+    (
+        "--simulated-delay-for",
+        "extraArgs (demos and load tests only)",
+    ),
+    ("--leader-elect", "leaderElection.enabled"),
+    ("--leader-elect-lease-name", "leaderElection.leaseName"),
+    ("--leader-elect-namespace", "(the release namespace)"),
+    (
+        "--leader-elect-lease-duration",
+        "leaderElection.leaseDurationSeconds",
+    ),
+    ("--namespace", "watchNamespace"),
+];
+
+/// Every flag of `federation-controller run`, as its help lists them.
+fn run_flags() -> Vec<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_federation-controller"))
+        .args(["run", "--help"])
+        .output()
+        .expect("the controller runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .filter_map(|rest| rest.split([' ', '=', '<']).next())
+        .filter(|flag| *flag != "help")
+        .map(|flag| format!("--{flag}"))
+        .collect()
+}
+
+fn camel_case(flag: &str) -> String {
+    let mut camel = String::new();
+    let mut upper = false;
+    for c in flag.trim_start_matches('-').chars() {
+        match c {
+            '-' => upper = true,
+            c if upper => {
+                camel.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => camel.push(c),
+        }
+    }
+    camel
+}
+
+/// Whether `values.yaml` has the dotted `path` (`leaderElection.enabled`).
+fn has_value(values: &serde_yaml::Value, path: &str) -> bool {
+    path.split('.')
+        .try_fold(values, |node, key| node.get(key))
+        .is_some()
+}
+
+#[test]
+fn every_flag_has_a_chart_value_and_a_line_in_the_readme() {
+    let flags = run_flags();
+    assert!(flags.len() > 20, "the help lists the flags: {flags:?}");
+    let values: serde_yaml::Value = serde_yaml::from_str(VALUES_YAML).expect("values.yaml");
+    let readme = include_str!("../README.md");
+    let mut missing = Vec::new();
+    for flag in &flags {
+        let named = ['`', '=', ' ', '[']
+            .iter()
+            .any(|end| readme.contains(&format!("`{flag}{end}")));
+        if !named {
+            missing.push(format!("{flag}: not in the README"));
+        }
+        match FLAG_VALUES.iter().find(|(f, _)| f == flag) {
+            Some((_, value)) if value.contains(' ') => {}
+            Some((_, value)) if !has_value(&values, value) => {
+                missing.push(format!("{flag}: values.yaml lacks {value}"))
+            }
+            Some(_) => {}
+            None if !has_value(&values, &camel_case(flag)) => {
+                missing.push(format!("{flag}: values.yaml lacks {}", camel_case(flag)))
+            }
+            None => {}
+        }
+    }
+    assert!(missing.is_empty(), "{missing:#?}");
+}
+
+#[test]
+fn the_flag_check_finds_a_flag_without_a_value() {
+    let values: serde_yaml::Value =
+        serde_yaml::from_str("allowElbId: true\nleaderElection:\n  enabled: true\n").expect("yaml");
+    assert!(has_value(&values, &camel_case("--allow-elb-id")));
+    assert!(has_value(&values, "leaderElection.enabled"));
+    assert!(!has_value(&values, &camel_case("--fleet-entitlement")));
+}
+
 /// Runs the controller binary with no cluster to find; its exit code and stderr.
 fn run_controller(args: &[String], env: &[(String, String)]) -> (Option<i32>, String) {
     let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-home");

@@ -61,6 +61,22 @@ async fn the_allow_flags_grant_exactly_what_foreign_namespaces_and_cluster_scope
 }
 
 #[tokio::test]
+async fn the_cluster_admin_value_grants_exactly_what_the_karmada_profile_uses() {
+    let Some(objects) = helm_template(&["installer.allowClusterAdmin=true"]) else {
+        return;
+    };
+    let mut policy = policy();
+    policy.allow_cluster_scoped_charts = true;
+    policy.allowed_installer_roles.push("cluster-admin".into());
+    let used = observe(policy).await;
+    assert_exactly_what_is_used(
+        &objects,
+        &used,
+        "helm template (installer.allowClusterAdmin)",
+    );
+}
+
+#[tokio::test]
 async fn watch_namespace_grants_the_namespaced_rights_in_that_namespace_only() {
     let Some(objects) = helm_template(&["watchNamespace=team-a"]) else {
         return;
@@ -529,6 +545,63 @@ async fn whole_life(policy: Policy, control_plane: &str, extra_spec: Value) -> V
     h.server.take_calls()
 }
 
+/// The Karmada profile's namespace.
+const KARMADA_NAMESPACE: &str = "karmada-fleet-a";
+
+/// A Karmada enablement installed to Success, its kubeconfig repaired, then deleted with the
+/// chart's hook leftovers and etcd's volume there to clean up.
+async fn karmada_life(policy: Policy) -> Vec<Call> {
+    let h = harness(policy);
+    new_enablement(
+        &h,
+        json!({"chart": {"clusterScoped": true, "installerClusterRole": "cluster-admin"}}),
+    );
+    h.server.modify(FE_PATH, |fe| {
+        fe["spec"]["chart"] =
+            json!({"clusterScoped": true, "installerClusterRole": "cluster-admin"});
+    });
+    h.sync_store(&[FE_PATH]);
+    run_to_success(&h, KARMADA_NAMESPACE).await;
+    h.server.remove(&format!(
+        "/api/v1/namespaces/{KARMADA_NAMESPACE}/secrets/fleet-a-federation-kubeconfig"
+    ));
+    h.reconcile(FE_PATH).await;
+    let hook = json!({"helm.sh/hook": "pre-install,pre-upgrade"});
+    let name = "karmada-fleet-a-hook-job";
+    h.server.insert(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "annotations": hook}, "rules": []}),
+    );
+    h.server.insert(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "annotations": hook},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": KARMADA_NAMESPACE}]}),
+    );
+    h.server
+        .insert(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": KARMADA_NAMESPACE, "annotations": hook}}));
+    h.server.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "karmada-fleet-a-static-resources", "namespace": KARMADA_NAMESPACE, "annotations": hook}}));
+    h.server
+        .insert(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "etcd-data-etcd-0", "namespace": KARMADA_NAMESPACE}}));
+    delete_to_the_end(&h, KARMADA_NAMESPACE).await;
+    let calls = h.server.take_calls();
+    for deleted in [
+        format!("/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"),
+        format!("/api/v1/namespaces/{KARMADA_NAMESPACE}"),
+    ] {
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.method == Method::DELETE && c.path() == deleted),
+            "the Karmada teardown deleted {deleted}"
+        );
+    }
+    calls
+}
+
 /// A failed install Job: the next attempt deletes it; failed for good; a retry.
 async fn failed_install_retried(policy: Policy) -> Vec<Call> {
     let h = harness(policy);
@@ -735,6 +808,13 @@ async fn observe(policy: Policy) -> Accesses {
             "the cluster-scoped scenario made a ClusterRoleBinding"
         );
         record(&mut accesses, &calls);
+    }
+    if policy
+        .allowed_installer_roles
+        .iter()
+        .any(|role| role == "cluster-admin")
+    {
+        record(&mut accesses, &karmada_life(policy.clone()).await);
     }
     if policy.allow_foreign_control_plane_namespaces && policy.watch_namespace.is_none() {
         let calls = whole_life(policy.clone(), FOREIGN, json!({})).await;
