@@ -112,6 +112,12 @@ async fn a_karmada_enablement_builds_its_control_plane_in_a_namespace_of_its_own
         namespace["metadata"]["annotations"]["federation.fleet.dev/created-by"],
         uid.as_str()
     );
+    assert!(
+        namespace["metadata"]["labels"]
+            .get("federation.fleet.dev/control-plane-namespace")
+            .is_none(),
+        "not open to other enablements' control planes: the chart's hook account lives there"
+    );
     let status = h.status(FE_PATH);
     assert_eq!(status["controlPlaneNamespace"], CP_NS);
     assert_eq!(
@@ -415,5 +421,41 @@ async fn a_new_ca_is_published_with_the_old_one_while_the_chart_signs_with_the_n
         values["certs"]["custom"]["caCrt"].as_str(),
         Some(new_ca),
         "the chart signs with the new CA alone"
+    );
+}
+
+#[tokio::test]
+async fn a_generic_enablement_cannot_put_its_installer_into_a_karmada_namespace() {
+    let mut policy = karmada_policy();
+    policy.allow_foreign_control_plane_namespaces = true;
+    let h = Harness::new(policy);
+    h.server.insert(ready_node("node-1"));
+    let mut fe = enablement_json(NAME, NS, "fleet-a", karmada_spec());
+    fe["spec"]["chart"] = karmada_spec()["chart"].clone();
+    h.server.insert(fe);
+    let intruder =
+        "/apis/federation.fleet.dev/v1alpha1/namespaces/team-b/federationenablements/intruder";
+    h.server.insert(enablement_json(
+        "intruder",
+        "team-b",
+        "fleet-b",
+        json!({"controlPlane": {"namespace": CP_NS}}),
+    ));
+    h.sync_store(&[FE_PATH, intruder]);
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(NAMESPACE).is_some());
+    h.reconcile(intruder).await;
+    let status = h.status(intruder);
+    assert_eq!(
+        (status["phase"].as_str(), status["reason"].as_str()),
+        (Some("Failed"), Some("NotAllowed")),
+        "{status:#}"
+    );
+    assert!(
+        h.server
+            .paths(&format!("{NAMESPACE}/"))
+            .iter()
+            .all(|p| !p.contains("intruder")),
+        "nothing of the intruder's in the Karmada namespace"
     );
 }

@@ -52,8 +52,12 @@ fn state_of(namespace: &Namespace, uid: &str, usage: NamespaceUse) -> NamespaceS
         .is_some_and(|value| value == "true");
     if namespace.metadata.deletion_timestamp.is_some() {
         NamespaceState::Terminating
-    } else if usage == NamespaceUse::OwnOnly && !created_here {
-        NamespaceState::NotCreatedHere
+    } else if usage == NamespaceUse::OwnOnly {
+        if created_here {
+            NamespaceState::Ready
+        } else {
+            NamespaceState::NotCreatedHere
+        }
     } else if labelled {
         NamespaceState::Ready
     } else {
@@ -61,8 +65,11 @@ fn state_of(namespace: &Namespace, uid: &str, usage: NamespaceUse) -> NamespaceS
     }
 }
 
-/// Reads the namespace; creates it when `create` and it is missing, labelled as a control-plane
-/// namespace and annotated with the enablement's uid so that teardown knows it may delete it.
+/// Reads the namespace; creates it when `create` and it is missing, annotated with the
+/// enablement's uid so that teardown knows it may delete it. For [`NamespaceUse::Labelled`] it is
+/// also labelled as open to control planes; a namespace of its own ([`NamespaceUse::OwnOnly`],
+/// Karmada's, where the chart's all-powerful hook account lives) is not, so no other
+/// enablement's installer can ever run pods there.
 pub async fn ensure_control_plane_namespace(
     api: &Api<Namespace>,
     name: &str,
@@ -75,16 +82,17 @@ pub async fn ensure_control_plane_namespace(
         Some(ns) => Ok(state_of(&ns, enablement_uid, usage)),
         None if !create => Ok(NamespaceState::Missing),
         None => {
+            let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_string(), MANAGER.to_string())]);
+            if usage == NamespaceUse::Labelled {
+                labels.insert(
+                    CONTROL_PLANE_NAMESPACE_LABEL.to_string(),
+                    "true".to_string(),
+                );
+            }
             let namespace = Namespace {
                 metadata: ObjectMeta {
                     name: Some(name.to_string()),
-                    labels: Some(BTreeMap::from([
-                        (MANAGED_BY_LABEL.to_string(), MANAGER.to_string()),
-                        (
-                            CONTROL_PLANE_NAMESPACE_LABEL.to_string(),
-                            "true".to_string(),
-                        ),
-                    ])),
+                    labels: Some(labels),
                     annotations: Some(BTreeMap::from([(
                         CREATED_BY_ANNOTATION.to_string(),
                         enablement_uid.to_string(),
