@@ -83,6 +83,7 @@ pub enum Claim {
     NotOurs,
 }
 
+/// What `meta`'s labels claim about this enablement, before any proof ([`is_ours`] weighs it).
 pub fn claim(meta: &ObjectMeta, ctx: &Context<'_>) -> Claim {
     let labels = meta.labels.as_ref();
     let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
