@@ -106,6 +106,7 @@ fn requests_map_to_what_the_api_server_authorizes() {
         method,
         uri: uri.to_string(),
         content_type: None,
+        accept: None,
         body: None,
     };
     let cases = [
@@ -182,6 +183,7 @@ fn bindings_imply_bind_and_owner_references_imply_delete_and_finalizers() {
         method: Method::PATCH,
         uri: uri.to_string(),
         content_type: Some("application/apply-patch+yaml".to_string()),
+        accept: None,
         body: Some(body),
     };
     let owner = json!({"apiVersion": "federation.fleet.dev/v1alpha1", "kind": "FederationEnablement",
@@ -698,10 +700,16 @@ fn quiet_watches_client(server: &FakeApiServer, watches: Arc<Mutex<Vec<Call>>>) 
         async move {
             let uri = request.uri().to_string();
             if is_watch(&uri) {
+                let accept = request
+                    .headers()
+                    .get("accept")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 watches.lock().expect("lock").push(Call {
                     method: request.method().clone(),
                     uri,
                     content_type: None,
+                    accept,
                     body: None,
                 });
                 let open = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
@@ -770,6 +778,34 @@ async fn watches(policy: Policy) -> Vec<Call> {
         .expect("the controller stops")
         .expect("the controller task");
     calls
+}
+
+#[tokio::test]
+async fn the_watches_of_what_the_controller_made_and_of_nodes_read_metadata_only() {
+    let calls = watches(allow_everything()).await;
+    let mut reads: Vec<(String, bool)> = calls
+        .iter()
+        .filter(|call| call.method == Method::GET)
+        .filter(|call| !call.path().contains("/federationenablements"))
+        .map(|call| {
+            let metadata_only = call
+                .accept
+                .as_deref()
+                .is_some_and(|accept| accept.contains("as=PartialObjectMetadata"));
+            (call.uri.clone(), metadata_only)
+        })
+        .collect();
+    reads.sort();
+    assert!(
+        reads
+            .iter()
+            .any(|(uri, _)| uri.starts_with("/api/v1/secrets")),
+        "{reads:#?}"
+    );
+    assert!(
+        reads.iter().all(|(_, metadata_only)| *metadata_only),
+        "no watch holds a Secret's data (or any other body): {reads:#?}"
+    );
 }
 
 fn allow_everything() -> Policy {

@@ -325,13 +325,36 @@ async fn an_existing_service_that_is_not_ours_is_a_name_conflict_and_is_left_alo
     assert_eq!(h.status(FE_PATH)["reason"], "NameConflict");
 }
 
+/// The uid the fake API server gave the enablement.
+fn enablement_uid(h: &Harness) -> String {
+    h.server.get(FE_PATH).expect("fe")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string()
+}
+
+/// The labels this enablement's objects carry, `uid` for its uid (None: none).
+fn labels_naming_this_enablement(sub_job: &str, uid: Option<&str>) -> Value {
+    let mut labels = json!({
+        "app.kubernetes.io/managed-by": "federation-controller",
+        "federation.fleet.dev/enablement": NAME,
+        "federation.fleet.dev/enablement-namespace": NS,
+        "federation.fleet.dev/subjob": sub_job,
+    });
+    if let Some(uid) = uid {
+        labels["federation.fleet.dev/enablement-uid"] = json!(uid);
+    }
+    labels
+}
+
 #[tokio::test]
-async fn an_existing_object_labelled_for_this_enablement_is_adopted() {
+async fn an_existing_object_labelled_with_this_enablements_uid_is_adopted() {
     let h = setup(json!({}));
+    let uid = enablement_uid(&h);
     h.server.insert(json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "fleet-a-federation-apiserver", "namespace": NS, "labels": {
-            "federation.fleet.dev/enablement": NAME, "federation.fleet.dev/enablement-namespace": NS}},
+        "metadata": {"name": "fleet-a-federation-apiserver", "namespace": NS,
+            "labels": labels_naming_this_enablement("network", Some(&uid))},
         "spec": {"type": "ClusterIP"},
     }));
     h.reconcile(FE_PATH).await;
@@ -344,6 +367,100 @@ async fn an_existing_object_labelled_for_this_enablement_is_adopted() {
         h.sub_job(FE_PATH, "CreateNetworkResource")["phase"],
         "Running"
     );
+}
+
+#[tokio::test]
+async fn a_ca_secret_pre_created_with_this_enablements_name_labels_is_not_adopted() {
+    // A tenant of the namespace creates the CA Secret before the controller does, with the
+    // labels naming the victim's enablement, hoping its key signs the victim's certificates.
+    let h = setup(json!({"backoffLimit": 0}));
+    let planted = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "fleet-a-federation-ca", "namespace": NS,
+            "labels": labels_naming_this_enablement("cert", None)},
+        "data": {"ca.crt": "YXR0YWNrZXI=", "ca.key": "YXR0YWNrZXI="},
+    });
+    h.server.insert(planted.clone());
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert!(
+        !writes(&calls).contains(&format!("PATCH {CA}")),
+        "never applied over the planted Secret: {:#?}",
+        lines(&calls)
+    );
+    let cert = h.sub_job(FE_PATH, "CreateCert");
+    assert_eq!(
+        (cert["phase"].as_str(), cert["reason"].as_str()),
+        (Some("Failed"), Some("NameConflict")),
+        "{cert:#}"
+    );
+    assert!(
+        h.server.get(CERTS).is_none(),
+        "no certificate signed by the planted CA"
+    );
+    assert_eq!(h.server.get(CA).expect("ca")["data"], planted["data"]);
+}
+
+#[tokio::test]
+async fn an_object_made_before_the_upgrade_with_an_owner_reference_is_adopted_and_gets_the_uid_label()
+ {
+    let h = setup(json!({}));
+    let uid = enablement_uid(&h);
+    h.server.insert(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "fleet-a-federation-apiserver", "namespace": NS,
+            "labels": labels_naming_this_enablement("network", None),
+            "ownerReferences": [{"apiVersion": "federation.fleet.dev/v1alpha1",
+                "kind": "FederationEnablement", "name": NAME, "uid": uid, "controller": true}]},
+        "spec": {"type": "ClusterIP"},
+    }));
+    h.reconcile(FE_PATH).await;
+    let service = h.server.get(SERVICE).expect("service");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        service["metadata"]["labels"]["federation.fleet.dev/enablement-uid"],
+        uid.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_succeeded_before_the_upgrade_labels_what_it_made_with_its_uid() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    let uid = enablement_uid(&h);
+    // What an earlier version made: the name labels only, and (say, in a foreign namespace) no
+    // owner reference.
+    let made = [SERVICE, CERTS, CA, VALUES, INSTALLER_SA, INSTALLER_RB];
+    for path in made {
+        h.server.modify(path, |object| {
+            let meta = object["metadata"].as_object_mut().expect("metadata");
+            meta.remove("ownerReferences");
+            meta["labels"]
+                .as_object_mut()
+                .expect("labels")
+                .remove("federation.fleet.dev/enablement-uid");
+        });
+    }
+    h.reconcile(FE_PATH).await;
+    for path in made {
+        let object = h.server.get(path).expect(path);
+        assert_eq!(
+            object["metadata"]["labels"]["federation.fleet.dev/enablement-uid"],
+            uid.as_str(),
+            "{path}"
+        );
+    }
+    let status = h.status(FE_PATH);
+    assert_eq!(status["phase"], "Success", "{status:#}");
+    let degraded = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Degraded");
+    assert_eq!(degraded.expect("Degraded")["status"], "False", "{status:#}");
 }
 
 #[tokio::test]
@@ -692,6 +809,32 @@ async fn deletion_tears_everything_down_then_removes_the_finalizer() {
             .is_none(),
         "label of {uid} released"
     );
+}
+
+#[tokio::test]
+async fn teardown_leaves_an_object_labelled_with_this_name_but_another_uid() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    let theirs = "/api/v1/namespaces/team-a/secrets/fleet-a-federation-theirs";
+    h.server.insert(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "fleet-a-federation-theirs", "namespace": NS,
+            "labels": labels_naming_this_enablement("cert", Some("8f1d9c2e-0000-4000-8000-000000000000"))},
+    }));
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+    h.reconcile(FE_PATH).await;
+    finish_job(&h, "fleet-a-uninst-", "Complete");
+    for _ in 0..6 {
+        if h.server.get(FE_PATH).is_none() {
+            break;
+        }
+        h.reconcile(FE_PATH).await;
+    }
+    assert!(h.server.get(FE_PATH).is_none(), "torn down");
+    assert!(h.server.get(CA).is_none(), "ours deleted");
+    assert!(h.server.get(theirs).is_some(), "another uid's object kept");
 }
 
 /// An enablement whose control plane goes to the foreign namespace `federation-system`, allowed

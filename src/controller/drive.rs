@@ -17,7 +17,7 @@ use crate::api::{
     TeardownStepType,
 };
 use crate::job::{
-    self, Command, Decision, JobInput, Observation, TeardownInput, Transition, reasons,
+    self, Command, Decision, JobInput, Mode, Observation, TeardownInput, Transition, reasons,
 };
 use crate::subjobs::{self, NamespaceState, NamespaceUse};
 
@@ -160,7 +160,7 @@ impl Machine for JobMachine<'_> {
             let now = ctx.clock.now();
             let observed = future::join_all(runs.iter().map(
                 |(sub_job, mode, started_at, deadline, facts)| async move {
-                    let sub_ctx = subjobs::Context::for_attempt(
+                    let mut sub_ctx = subjobs::Context::for_attempt(
                         fe,
                         &ctx.settings,
                         facts,
@@ -168,6 +168,7 @@ impl Machine for JobMachine<'_> {
                         *deadline,
                         now,
                     );
+                    sub_ctx.unmigrated_objects_are_ours = *mode == Mode::Maintain;
                     let result = ctx.executors.get(*sub_job).run(&sub_ctx, *mode).await;
                     (*sub_job, observe(result, sub_job))
                 },
@@ -236,6 +237,7 @@ impl Machine for TeardownMachine<'_> {
                 );
                 sub_ctx.control_plane_namespace_gone = *control_plane_namespace_gone;
                 sub_ctx.work_may_exist = *work_may_exist;
+                sub_ctx.unmigrated_objects_are_ours = *work_may_exist;
                 let executor = ctx.executors.get(step.undoes());
                 let observation = observe(executor.teardown(&sub_ctx, *attempt).await, step);
                 observed.insert(*step, observation);

@@ -13,6 +13,8 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta as Meta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -21,8 +23,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use crate::api::{
-    ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, FINALIZER, FederationEnablement,
-    MANAGED_BY_LABEL, MANAGER, SubJobPhase, SubJobType,
+    ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, ENABLEMENT_UID_LABEL, FINALIZER,
+    FederationEnablement, MANAGED_BY_LABEL, MANAGER, SubJobPhase, SubJobType,
 };
 mod drive;
 mod reconcile;
@@ -142,24 +144,28 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     if executors.kubernetes {
         let ns = namespace.as_deref();
-        controller = watch_ours(controller, &health, scoped::<Service>(&client, ns));
-        controller = watch_ours(controller, &health, scoped::<Secret>(&client, ns));
-        controller = watch_ours(controller, &health, scoped::<Job>(&client, ns));
-        controller = watch_ours(controller, &health, scoped::<ServiceAccount>(&client, ns));
-        controller = watch_ours(controller, &health, scoped::<RoleBinding>(&client, ns));
-        controller = watch_ours(
+        let owned = Owned {
+            health: &health,
+            store: &store,
+        };
+        controller = owned.watch(controller, scoped::<Meta<Service>>(&client, ns));
+        controller = owned.watch(controller, scoped::<Meta<Secret>>(&client, ns));
+        controller = owned.watch(controller, scoped::<Meta<Job>>(&client, ns));
+        controller = owned.watch(controller, scoped::<Meta<ServiceAccount>>(&client, ns));
+        controller = owned.watch(controller, scoped::<Meta<RoleBinding>>(&client, ns));
+        controller = owned.watch(
             controller,
-            &health,
-            Api::<ClusterRoleBinding>::all(client.clone()),
+            Api::<Meta<ClusterRoleBinding>>::all(client.clone()),
         );
         let nodes_store = store.clone();
         let nodes = watched(
             &health,
-            Api::<Node>::all(client.clone()),
+            Api::<Meta<Node>>::all(client.clone()),
             watcher::Config::default(),
         );
-        controller =
-            controller.watches_stream(nodes, move |node| waiting_on_nodes(&nodes_store, &node));
+        controller = controller.watches_stream(nodes, move |node: Meta<Node>| {
+            waiting_on_nodes(&nodes_store, &node.metadata)
+        });
     }
     let mut context = Context::new(client, executors, policy, store);
     context.metrics = metrics;
@@ -194,27 +200,42 @@ where
     }
 }
 
-/// Watches the objects of kind `K` this controller made (only those: the watch is filtered by
-/// label, so the cache never holds, say, every Secret of the cluster).
-fn watch_ours<K>(
-    controller: Controller<FederationEnablement>,
-    health: &WatchHealth,
-    api: Api<K>,
-) -> Controller<FederationEnablement>
-where
-    K: Resource<DynamicType = ()> + k8s_openapi::Resource,
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
-    controller.watches_stream(watched(health, api, ours), by_labels)
+/// The watches of the objects the controller made.
+struct Owned<'a> {
+    health: &'a WatchHealth,
+    store: &'a Store<FederationEnablement>,
 }
 
-/// The objects a watch touches, with the watch's own backoff, its health reported under its kind.
+impl Owned<'_> {
+    /// Watches the objects of kind `K` this controller made (only those: the watch is filtered
+    /// by label, so it never sees, say, every Secret of the cluster; and only their metadata, so
+    /// no watch holds a Secret's data).
+    fn watch<K>(
+        &self,
+        controller: Controller<FederationEnablement>,
+        api: Api<Meta<K>>,
+    ) -> Controller<FederationEnablement>
+    where
+        K: Resource<DynamicType = ()> + k8s_openapi::Resource,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let ours = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGER}"));
+        let objects = watched(self.health, api, ours);
+        let store = self.store.clone();
+        controller.watches_stream(objects, move |object: Meta<K>| {
+            owning_enablement(&store, &object.metadata)
+        })
+    }
+}
+
+/// The metadata of the objects a watch touches (`Api<PartialObjectMeta<K>>` makes
+/// metadata-only requests: the controller reads labels only), with the watch's own backoff, its
+/// health reported under its kind.
 fn watched<K>(
     health: &WatchHealth,
-    api: Api<K>,
+    api: Api<Meta<K>>,
     config: watcher::Config,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+) -> impl futures::Stream<Item = Result<Meta<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + k8s_openapi::Resource,
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -226,20 +247,30 @@ where
         .touched_objects()
 }
 
-/// An object we made belongs to the enablement its labels name.
-fn by_labels<K: Resource>(object: K) -> Option<ObjectRef<FederationEnablement>> {
-    let labels = object.meta().labels.as_ref()?;
+/// An object we made belongs to the enablement its labels name, if that enablement has the uid
+/// they name: anyone who may create objects in a namespace could write the name labels.
+fn owning_enablement(
+    store: &Store<FederationEnablement>,
+    meta: &ObjectMeta,
+) -> Option<ObjectRef<FederationEnablement>> {
+    let labels = meta.labels.as_ref()?;
     let name = labels.get(ENABLEMENT_LABEL)?;
     let namespace = labels.get(ENABLEMENT_NAMESPACE_LABEL)?;
-    Some(ObjectRef::new(name).within(namespace))
+    let uid = labels.get(ENABLEMENT_UID_LABEL)?;
+    let enablement = ObjectRef::new(name).within(namespace);
+    let known = store.get(&enablement)?;
+    (known.uid().as_deref() == Some(uid.as_str())).then_some(enablement)
 }
 
 /// A node change matters to enablements waiting on nodes, and to the one that labelled it.
 fn waiting_on_nodes(
     store: &Store<FederationEnablement>,
-    node: &Node,
+    node: &ObjectMeta,
 ) -> Vec<ObjectRef<FederationEnablement>> {
-    let labelled_for = node.labels().get(crate::api::CONTROL_PLANE_NODE_LABEL);
+    let labelled_for = node
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(crate::api::CONTROL_PLANE_NODE_LABEL));
     store
         .state()
         .iter()
@@ -340,4 +371,50 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
     // Go on with the object as patched: its resourceVersion guards the status write.
     let fe = add_finalizer(fe, &api).await?;
     run_job(&fe, &api, ctx).await
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::reflector::{self, ObjectRef};
+    use kube::runtime::watcher::Event;
+
+    use super::owning_enablement;
+    use crate::api::{
+        ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, ENABLEMENT_UID_LABEL, FederationEnablement,
+    };
+    use crate::testing::enablement;
+
+    fn labelled(labels: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_watch_event_maps_to_the_enablement_whose_uid_its_labels_name_and_to_no_other() {
+        let (store, mut writer) = reflector::store::<FederationEnablement>();
+        writer.apply_watcher_event(&Event::Apply(enablement("team-a", "fleet-a", "uid-a")));
+        let naming = [
+            (ENABLEMENT_LABEL, "fleet-a"),
+            (ENABLEMENT_NAMESPACE_LABEL, "team-a"),
+        ];
+        let with_uid = |uid| labelled(&[naming[0], naming[1], (ENABLEMENT_UID_LABEL, uid)]);
+        assert_eq!(
+            owning_enablement(&store, &with_uid("uid-a")),
+            Some(ObjectRef::new("fleet-a").within("team-a"))
+        );
+        assert_eq!(owning_enablement(&store, &with_uid("uid-b")), None);
+        assert_eq!(
+            owning_enablement(&store, &labelled(&naming)),
+            None,
+            "the name labels alone wake no enablement"
+        );
+    }
 }

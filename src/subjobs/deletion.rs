@@ -1,5 +1,6 @@
 //! Deletion: everything a subjob made is found again by label and deleted; a teardown step is
-//! done once nothing labelled is left.
+//! done once nothing labelled is left. What the labels name is kept only when it is ours by the
+//! enablement's uid, or made by an earlier version and proven ours ([`ownership::is_ours`]).
 
 use std::fmt::Debug;
 
@@ -8,7 +9,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::ownership::selector;
+use super::ownership::{self, selector};
 use super::{Context, Error, Result, api_error, kind};
 use crate::api::SubJobType;
 use crate::job::{Observation, reasons};
@@ -29,7 +30,7 @@ where
     Ok(deletion_observation(remaining, &kind::<K>()))
 }
 
-/// Deletes every object of kind `K` this enablement's `sub_job` made (found by label).
+/// Deletes every object of kind `K` this enablement's `sub_job` made ([`list_ours`]).
 /// Returns how many were still there.
 pub async fn delete_labelled<K>(
     api: &Api<K>,
@@ -40,7 +41,49 @@ where
     K: Resource + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
-    delete_matching(api, &selector(ctx, Some(sub_job))).await
+    delete_labelled_where(api, ctx, sub_job, "").await
+}
+
+/// [`delete_labelled`], of those objects that also meet `requirements` ([`list_ours`]).
+pub async fn delete_labelled_where<K>(
+    api: &Api<K>,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+    requirements: &str,
+) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let objects = list_ours(api, ctx, sub_job, requirements).await?;
+    for object in &objects {
+        delete_unless_deleting(api, object).await?;
+    }
+    Ok(objects.len())
+}
+
+/// The objects of kind `K` this enablement's `sub_job` made that also meet `requirements` (more
+/// label requirements, comma-separated, or ""): listed by the labels naming the enablement, and
+/// kept when they are ours ([`ownership::is_ours`]: labelled with its uid, or made by an earlier
+/// version and proven ours). One list serves both, where a selector by uid would need a second
+/// one for what an earlier version made.
+pub async fn list_ours<K>(
+    api: &Api<K>,
+    ctx: &Context<'_>,
+    sub_job: SubJobType,
+    requirements: &str,
+) -> Result<Vec<K>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let naming = match requirements {
+        "" => selector(ctx, Some(sub_job)),
+        more => format!("{},{more}", selector(ctx, Some(sub_job))),
+    };
+    let mut candidates = list(api, &naming).await?;
+    candidates.retain(|object| ownership::is_ours(object.meta(), ctx));
+    Ok(candidates)
 }
 
 /// Deletes every object of kind `K` that `label_selector` matches; returns how many were
@@ -50,20 +93,35 @@ where
     K: Resource + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
-    let params = ListParams::default().labels(label_selector);
-    let list = api
-        .list(&params)
-        .await
-        .map_err(|e| Error::api::<K>("list", "", label_selector, e))?;
-    let mut remaining = 0;
-    for object in list.items {
-        remaining += 1;
-        if object.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        delete_one(api, &object).await?;
+    let objects = list(api, label_selector).await?;
+    for object in &objects {
+        delete_unless_deleting(api, object).await?;
     }
-    Ok(remaining)
+    Ok(objects.len())
+}
+
+async fn list<K>(api: &Api<K>, label_selector: &str) -> Result<Vec<K>>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let params = ListParams::default().labels(label_selector);
+    api.list(&params)
+        .await
+        .map(|list| list.items)
+        .map_err(|e| Error::api::<K>("list", "", label_selector, e))
+}
+
+/// Deletes `object` unless its deletion has begun.
+async fn delete_unless_deleting<K>(api: &Api<K>, object: &K) -> Result<()>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    if object.meta().deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    delete_one(api, object).await
 }
 
 /// Deletes one object; an object already gone counts as deleted.

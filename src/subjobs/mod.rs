@@ -123,6 +123,10 @@ pub struct Context<'a> {
     pub control_plane_namespace_gone: bool,
     /// For a teardown step: what its subjob makes may exist (it started in this run).
     pub work_may_exist: bool,
+    /// Objects that name this enablement without its uid (made before the uid label existed)
+    /// are taken as its own: the subjob had succeeded (a maintenance round), or, for a teardown
+    /// step, had started in this run. See [`ownership::is_ours`].
+    pub unmigrated_objects_are_ours: bool,
     pub now: Timestamp,
     /// Where the control plane runs ([`FederationEnablementSpec::control_plane_namespace`]).
     control_plane_namespace: Cow<'a, str>,
@@ -170,6 +174,7 @@ impl<'a> Context<'a> {
                 .unwrap_or(now),
             control_plane_namespace_gone: false,
             work_may_exist: true,
+            unmigrated_objects_are_ours: false,
             now,
             control_plane_namespace: enablement.spec.control_plane_namespace(namespace),
         }

@@ -22,6 +22,8 @@ pub struct Call {
     /// Path and query.
     pub uri: String,
     pub content_type: Option<String>,
+    /// The Accept header: a metadata-only request asks for `as=PartialObjectMetadata…`.
+    pub accept: Option<String>,
     pub body: Option<Value>,
 }
 
@@ -161,11 +163,15 @@ impl FakeApiServer {
         let uri = parts.uri.to_string();
         let path = parts.uri.path().to_string();
         let query = parts.uri.query().unwrap_or("").to_string();
-        let content_type = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let content_type = header("content-type");
+        let accept = header("accept");
         let body: Option<Value> = if bytes.is_empty() {
             None
         } else {
@@ -176,6 +182,7 @@ impl FakeApiServer {
             method: parts.method.clone(),
             uri,
             content_type: content_type.clone(),
+            accept,
             body: body.clone(),
         });
         if let Some(code) = state.failures.get(&(parts.method.clone(), path.clone())) {

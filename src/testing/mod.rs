@@ -5,3 +5,20 @@
 pub mod fake_apiserver;
 
 pub use fake_apiserver::{Call, FakeApiServer, object_path};
+
+use crate::api::FederationEnablement;
+
+/// An enablement `namespace/name` with uid `uid`, as the API server would hand it out.
+pub fn enablement(namespace: &str, name: &str, uid: &str) -> FederationEnablement {
+    let mut fe = FederationEnablement::new(
+        name,
+        serde_json::from_value(serde_json::json!({
+            "clusterGroupID": name,
+            "chart": {"repository": "oci://registry.example/charts", "name": "federation", "version": "1.2.3"},
+        }))
+        .unwrap_or_else(|e| panic!("enablement spec: {e}")),
+    );
+    fe.metadata.namespace = Some(namespace.to_string());
+    fe.metadata.uid = Some(uid.to_string());
+    fe
+}

@@ -17,7 +17,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{ListParams, Patch};
+use kube::api::Patch;
 use kube::{Api, Client, Resource, ResourceExt};
 
 use self::identity::ensure_identity;
@@ -361,16 +361,8 @@ impl ChartExecutor {
         with_credentials: bool,
     ) -> Result<Observation> {
         let jobs: Api<Job> = self.api(ctx);
-        let selector = format!(
-            "{},{OPERATION_LABEL}={}",
-            ownership::selector(ctx, Some(SUB_JOB)),
-            Operation::Install.label()
-        );
-        let installs = jobs
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| Error::api::<Job>("list", ctx.control_plane_namespace(), &selector, e))?
-            .items;
+        let install = format!("{OPERATION_LABEL}={}", Operation::Install.label());
+        let installs = deletion::list_ours(&jobs, ctx, SUB_JOB, &install).await?;
         let installed = |job: &&Job| {
             job.labels().get(VALUES_HASH_LABEL).map(String::as_str) == Some(values_hash)
         };
@@ -443,16 +435,9 @@ impl ChartExecutor {
             }
             Some(job) => job,
             None => {
-                let selector = format!(
-                    "{},{OPERATION_LABEL}={}",
-                    ownership::selector(ctx, Some(SUB_JOB)),
-                    operation.label()
-                );
-                let older = jobs
-                    .list(&ListParams::default().labels(&selector))
-                    .await
-                    .map_err(|e| api_error("list", &desired, e))?;
-                for old in older.items.iter().filter(|j| j.name_any() != name) {
+                let same_operation = format!("{OPERATION_LABEL}={}", operation.label());
+                let older = deletion::list_ours(&jobs, ctx, SUB_JOB, &same_operation).await?;
+                for old in older.iter().filter(|j| j.name_any() != name) {
                     deletion::delete_one(&jobs, old).await?;
                 }
                 jobs.patch(&name, &apply_params(), &Patch::Apply(&desired))
@@ -534,18 +519,11 @@ impl ChartExecutor {
     /// running. An install still running would race `helm uninstall` (and could install again
     /// after it), so the uninstall waits for them.
     async fn stop_installs(&self, ctx: &Context<'_>) -> Result<usize> {
-        let install_jobs = format!(
-            "{},{OPERATION_LABEL}!={}",
-            ownership::selector(ctx, Some(SUB_JOB)),
-            Operation::Uninstall.label()
-        );
+        let install_jobs = format!("{OPERATION_LABEL}!={}", Operation::Uninstall.label());
         let api = self.api::<Job>(ctx);
-        let jobs = api
-            .list(&ListParams::default().labels(&install_jobs))
-            .await
-            .map_err(|e| Error::api::<Job>("list", ctx.control_plane_namespace(), "", e))?;
+        let jobs = deletion::list_ours(&api, ctx, SUB_JOB, &install_jobs).await?;
         let mut running = 0;
-        for job in &jobs.items {
+        for job in &jobs {
             if job_outcome(job) == JobRun::Running {
                 running += 1;
             }
@@ -554,13 +532,8 @@ impl ChartExecutor {
         // The pods carry the Jobs' template labels (ours, without the operation) and the
         // `job-name` label Kubernetes adds.
         let uninstall_prefix = names::uninstall_jobs(ctx.name);
-        let pods = self
-            .api::<Pod>(ctx)
-            .list(&ListParams::default().labels(&ownership::selector(ctx, Some(SUB_JOB))))
-            .await
-            .map_err(|e| Error::api::<Pod>("list", ctx.control_plane_namespace(), "", e))?;
+        let pods = deletion::list_ours(&self.api::<Pod>(ctx), ctx, SUB_JOB, "").await?;
         let installing = pods
-            .items
             .iter()
             .filter(|pod| {
                 let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -575,12 +548,10 @@ impl ChartExecutor {
     /// Deletes every object of this subjob, cluster-scoped binding included, but the uninstall
     /// Jobs (their TTL and owner reference remove them); returns how many were still there.
     async fn delete_everything(&self, ctx: &Context<'_>) -> Result<usize> {
-        let install_jobs = format!(
-            "{},{OPERATION_LABEL}!={}",
-            ownership::selector(ctx, Some(SUB_JOB)),
-            Operation::Uninstall.label()
-        );
-        let mut remaining = deletion::delete_matching(&self.api::<Job>(ctx), &install_jobs).await?;
+        let install_jobs = format!("{OPERATION_LABEL}!={}", Operation::Uninstall.label());
+        let mut remaining =
+            deletion::delete_labelled_where(&self.api::<Job>(ctx), ctx, SUB_JOB, &install_jobs)
+                .await?;
         remaining += deletion::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
         remaining += deletion::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
         remaining +=

@@ -26,6 +26,10 @@ pub const CONTROL_PLANE_NODE_LABEL: &str = "federation.fleet.dev/control-plane";
 pub const ENABLEMENT_LABEL: &str = "federation.fleet.dev/enablement";
 /// Label naming the namespace of the enablement that owns an object.
 pub const ENABLEMENT_NAMESPACE_LABEL: &str = "federation.fleet.dev/enablement-namespace";
+/// Label carrying the uid of the enablement that owns an object: the name labels can be written
+/// by anyone who may create objects in the namespace, the uid is not known before the enablement
+/// exists.
+pub const ENABLEMENT_UID_LABEL: &str = "federation.fleet.dev/enablement-uid";
 /// Label naming the subjob (or teardown step) that created an object.
 pub const SUBJOB_LABEL: &str = "federation.fleet.dev/subjob";
 /// The standard managed-by label and the value this controller writes.
