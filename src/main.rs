@@ -15,7 +15,7 @@ use federation_controller::chart_source::{
 };
 use federation_controller::clock::SystemClock;
 use federation_controller::controller;
-use federation_controller::health::{DEFAULT_WATCH_STALL, WatchBackoff, WatchHealth};
+use federation_controller::health::{DEFAULT_WATCH_STALL, WatchHealth};
 use federation_controller::http::{
     self, AppState, AuthConfig, Authorizer, ConnectionLimits, FederationCache, ServeConfig,
 };
@@ -27,7 +27,6 @@ use federation_controller::policy::{
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
 use kube::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -324,10 +323,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    // A consistent list, as the controller's: see `controller::run`.
+    // The same watch as the controller's: see `controller::enablement_watch`.
     let follow = cache.follow(reconciling.health.observe(
         "FederationEnablement (HTTP cache)",
-        watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
+        controller::enablement_watch(api),
     ));
     let state = Arc::new(AppState {
         cache: cache.clone(),

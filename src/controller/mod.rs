@@ -117,6 +117,19 @@ impl Context {
 ///
 /// Every watch has its own backoff and reports to `health`; its errors never reach the
 /// controller's trigger queue, so one failing watch neither pauses the others nor the store.
+/// The watch of FederationEnablements the controller and the HTTP cache keep: a consistent list
+/// (not `any_semantic`: a relist after the API server restarts must not put back versions older
+/// than those this controller already wrote on), with its own backoff, and without
+/// `managedFields`, which nothing here reads and which would be most of each object held in
+/// memory (one entry per field manager, ours and kubectl's).
+pub fn enablement_watch(
+    api: Api<FederationEnablement>,
+) -> impl futures::Stream<Item = Result<watcher::Event<FederationEnablement>, watcher::Error>> {
+    watcher(api, watcher::Config::default())
+        .backoff(WatchBackoff::default())
+        .modify(|fe| fe.managed_fields_mut().clear())
+}
+
 pub async fn run(
     client: Client,
     executors: Executors,
@@ -129,13 +142,8 @@ pub async fn run(
     let namespace = policy.watch_namespace.clone();
     let api: Api<FederationEnablement> = scoped(&client, namespace.as_deref());
     let (store, writer) = reflector::store();
-    // A consistent list (not `any_semantic`): a relist after the API server restarts must not
-    // put back versions older than those this controller already wrote on.
     let enablements = health
-        .observe(
-            "FederationEnablement",
-            watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
-        )
+        .observe("FederationEnablement", enablement_watch(api))
         .map(Ok)
         .reflect(writer)
         .applied_objects();
@@ -375,6 +383,7 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::runtime::reflector::{self, ObjectRef};
     use kube::runtime::watcher::Event;
@@ -416,5 +425,31 @@ mod tests {
             None,
             "the name labels alone wake no enablement"
         );
+    }
+
+    #[tokio::test]
+    async fn the_enablement_watch_holds_no_managed_fields() {
+        let server = crate::testing::FakeApiServer::new();
+        let mut object =
+            serde_json::to_value(enablement("team-a", "fleet-a", "uid-1")).expect("json");
+        object["metadata"]["managedFields"] = serde_json::json!([{
+            "manager": "kubectl", "operation": "Apply", "apiVersion": "federation.fleet.dev/v1alpha1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:clusterGroupID": {}}},
+        }]);
+        server.insert(object);
+        let api = kube::Api::<FederationEnablement>::all(server.client());
+        let mut events = Box::pin(super::enablement_watch(api));
+        let mut seen = 0;
+        while let Some(event) = events.next().await {
+            match event.expect("an event") {
+                Event::InitApply(fe) => {
+                    assert!(fe.metadata.managed_fields.unwrap_or_default().is_empty());
+                    seen += 1;
+                }
+                Event::InitDone => break,
+                _ => {}
+            }
+        }
+        assert_eq!(seen, 1, "the enablement was listed");
     }
 }
