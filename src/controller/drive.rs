@@ -89,7 +89,8 @@ pub(super) struct JobMachine<'a> {
     pub fe: &'a FederationEnablement,
     pub ctx: &'a Context,
     pub blocked: Option<job::Blocked>,
-    pub control_plane_namespace: String,
+    /// Where the control plane runs and what the chart is installed with.
+    pub install: job::InstallFacts,
     /// What EnsureNamespace found, for the decisions that follow it in this reconcile.
     pub namespace: std::sync::Mutex<job::NamespaceState>,
 }
@@ -110,7 +111,7 @@ impl Machine for JobMachine<'_> {
     ) -> Decision {
         let input = JobInput {
             spec: &self.fe.spec,
-            control_plane_namespace: &self.control_plane_namespace,
+            install: &self.install,
             chart_version: self
                 .ctx
                 .policy
@@ -142,7 +143,8 @@ impl Machine for JobMachine<'_> {
                 match command {
                     Command::EnsureNamespace => {
                         let state =
-                            ensure_namespace(ctx, fe, &self.control_plane_namespace, true).await?;
+                            ensure_namespace(ctx, fe, &self.install.control_plane_namespace, true)
+                                .await?;
                         *self.namespace.lock().unwrap_or_else(|e| e.into_inner()) = state;
                     }
                     Command::Run {
@@ -184,6 +186,8 @@ pub(super) struct TeardownMachine<'a> {
     pub ctx: &'a Context,
     pub refused: bool,
     pub control_plane_namespace_gone: bool,
+    /// The recorded install, within today's allowlists.
+    pub installed: job::InstallFacts,
 }
 
 impl Machine for TeardownMachine<'_> {
@@ -199,6 +203,7 @@ impl Machine for TeardownMachine<'_> {
             timeout: job::sub_job_timeout(&self.fe.spec),
             refused: self.refused,
             control_plane_namespace_gone: self.control_plane_namespace_gone,
+            installed: &self.installed,
             poll: &self.ctx.poll_intervals,
             now: self.ctx.clock.now(),
         };
@@ -221,6 +226,7 @@ impl Machine for TeardownMachine<'_> {
                     facts,
                     control_plane_namespace_gone,
                     work_may_exist,
+                    installed,
                 } = command
                 else {
                     warn!(?command, "a teardown asked for a job command");
@@ -233,7 +239,8 @@ impl Machine for TeardownMachine<'_> {
                     *started_at,
                     *deadline,
                     ctx.clock.now(),
-                );
+                )
+                .with_installed(installed);
                 sub_ctx.control_plane_namespace_gone = *control_plane_namespace_gone;
                 sub_ctx.work_may_exist = *work_may_exist;
                 let executor = ctx.executors.get(step.undoes());

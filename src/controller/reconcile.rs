@@ -65,6 +65,17 @@ async fn check_fleet(
     ))
 }
 
+/// Where and with what the live spec installs.
+fn install_of_spec(fe: &FederationEnablement, ctx: &Context) -> job::InstallFacts {
+    let own = fe.namespace().unwrap_or_default();
+    job::InstallFacts::of_spec(
+        &fe.spec,
+        &fe.name_any(),
+        &own,
+        &ctx.settings.default_runner_image,
+    )
+}
+
 pub(super) async fn run_job(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
@@ -76,13 +87,13 @@ pub(super) async fn run_job(
         None => check_fleet(fe, ctx).await?,
     };
     let namespace = fe.namespace().unwrap_or_default();
-    let control_plane_namespace = fe.spec.control_plane_namespace(&namespace).to_string();
-    let needs_namespace = ctx.executors.kubernetes && control_plane_namespace != namespace;
+    let install = install_of_spec(fe, ctx);
+    let needs_namespace = ctx.executors.kubernetes && install.control_plane_namespace != namespace;
     let machine = JobMachine {
         fe,
         ctx,
         blocked,
-        control_plane_namespace,
+        install,
         namespace: std::sync::Mutex::new(if needs_namespace {
             job::NamespaceState::Unchecked
         } else {
@@ -106,14 +117,21 @@ pub(super) async fn teardown(
     }
     let current = fe.status.clone().unwrap_or_default();
     let refused = ctx.policy.check(fe).is_some();
-    // Whether the control-plane namespace (the enablement's own or a foreign one) is missing or
+    let own = fe.namespace().unwrap_or_default();
+    let live = install_of_spec(fe, ctx);
+    // What was installed, not what the spec (still editable) says now; within today's limits.
+    let installed = ctx.policy.checked_install(
+        fe,
+        job::InstallFacts::recorded_or(current.created.as_ref(), live.clone()),
+        &live,
+    );
+    // Whether the release's namespace (the enablement's own or a foreign one) is missing or
     // being deleted: then nothing can run in it, and no step may wait for it. Only a teardown
     // that will run needs to know; a refused enablement may not even be allowed to look.
     let control_plane_namespace_gone =
         ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
-            let own = fe.namespace().unwrap_or_default();
-            let namespace = fe.spec.control_plane_namespace(&own);
-            match ensure_namespace(ctx, fe, &namespace, false).await? {
+            let namespace = installed.release_namespace.as_str();
+            match ensure_namespace(ctx, fe, namespace, false).await? {
                 job::NamespaceState::Terminating => true,
                 // The enablement's own namespace cannot be missing while the enablement exists
                 // (a server without namespaces, such as the test server, shows none).
@@ -129,6 +147,7 @@ pub(super) async fn teardown(
         ctx,
         refused,
         control_plane_namespace_gone,
+        installed,
     };
     let driven = drive(&machine, &current).await?;
     write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
