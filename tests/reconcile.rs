@@ -53,15 +53,17 @@ async fn first_reconcile_adds_the_finalizer_labels_a_node_and_applies_the_servic
     let calls = h.server.take_calls();
     let mut writes = writes(&calls);
     // CreateNode and CreateNetworkResource run at the same time: their order is not fixed.
-    writes[1..3].sort();
+    writes[2..4].sort();
     assert_eq!(
         writes,
         vec![
             format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status"),
             format!("PATCH {SERVICE}"),
             "PATCH /api/v1/nodes/node-1".to_string(),
             format!("PATCH {FE_PATH}/status"),
-        ]
+        ],
+        "what the executors are about to make is on record before they act"
     );
     let fe = h.server.get(FE_PATH).expect("fe");
     assert_eq!(
@@ -85,6 +87,15 @@ async fn first_reconcile_adds_the_finalizer_labels_a_node_and_applies_the_servic
             .contains(&format!("fieldManager=federation-controller-{uid}")),
         "a field manager per enablement: {}",
         node_patch.uri
+    );
+    let record = calls
+        .iter()
+        .find(|c| c.line() == format!("PATCH {FE_PATH}/status"))
+        .and_then(|c| c.body.clone())
+        .expect("the first status patch");
+    assert_eq!(
+        record["status"]["created"]["subJobs"],
+        json!(["CreateNode", "CreateNetworkResource"])
     );
     let service_patch = calls
         .iter()
@@ -768,6 +779,55 @@ async fn a_spec_change_to_a_refused_image_never_removes_the_finalizer_at_once() 
         &h,
         DEFAULT_RUNNER_IMAGE,
         "the uninstall runs with the image that installed, never the refused one",
+    )
+    .await;
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_the_install_job_started_leaves_it_on_record_for_the_teardown() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    let before = h.status(FE_PATH);
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    let job_created = calls
+        .iter()
+        .position(|c| {
+            c.line()
+                .starts_with(&format!("PATCH {JOBS}fleet-a-install-"))
+        })
+        .expect("the install Job is created");
+    // The controller dies right after: only what it wrote before the Job stays.
+    let on_record = calls[..job_created]
+        .iter()
+        .rev()
+        .find(|c| c.line() == format!("PATCH {FE_PATH}/status"))
+        .and_then(|c| c.body.clone())
+        .map_or(before, |body| body["status"].clone());
+    h.server
+        .modify(FE_PATH, |fe| fe["status"] = on_record.clone());
+    assert_eq!(
+        on_record["created"]["release"], "fleet-a",
+        "the release is on record before its install Job exists: {on_record:#}"
+    );
+
+    mark_deleted(&h);
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_some(), "the finalizer stays");
+    assert!(
+        h.server
+            .paths(JOBS)
+            .iter()
+            .all(|p| !p.contains("-install-")),
+        "the install in flight is stopped first"
+    );
+    reconcile_expecting_an_uninstall_with(
+        &h,
+        DEFAULT_RUNNER_IMAGE,
+        "helm uninstall runs: the install may have made the release",
     )
     .await;
     finish_uninstall_and_assert_everything_gone(&h).await;

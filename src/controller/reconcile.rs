@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use super::drive::{JobMachine, TeardownMachine, drive, ensure_namespace};
+use super::drive::{JobMachine, TeardownMachine, Written, drive, ensure_namespace};
 use super::status::{remove_finalizer, write_status};
 use super::{Context, Error};
 use crate::api::{FINALIZER, FederationEnablement};
@@ -91,7 +91,12 @@ pub(super) async fn run_job(
     let needs_namespace = ctx.executors.kubernetes && install.control_plane_namespace != namespace;
     let machine = JobMachine {
         fe,
+        api,
         ctx,
+        written: std::sync::Mutex::new(Written {
+            resource_version: fe.resource_version(),
+            status: None,
+        }),
         blocked,
         install,
         namespace: std::sync::Mutex::new(if needs_namespace {
@@ -101,7 +106,17 @@ pub(super) async fn run_job(
         }),
     };
     let driven = drive(&machine, &current).await?;
-    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    let written = machine.written();
+    write_status(
+        fe,
+        api,
+        ctx,
+        written.resource_version,
+        written.status.as_ref().unwrap_or(&current),
+        &driven.status,
+        &driven.transitions,
+    )
+    .await?;
     Ok(driven
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
@@ -150,7 +165,16 @@ pub(super) async fn teardown(
         installed,
     };
     let driven = drive(&machine, &current).await?;
-    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    write_status(
+        fe,
+        api,
+        ctx,
+        fe.resource_version(),
+        &current,
+        &driven.status,
+        &driven.transitions,
+    )
+    .await?;
     if driven.finished {
         remove_finalizer(fe, api).await?;
         return Ok(Action::await_change());
