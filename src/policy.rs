@@ -147,9 +147,9 @@ impl Policy {
             &live.control_plane_namespace,
         );
         let release_namespace = namespace(recorded.release_namespace, &live.release_namespace);
+        // The controller also makes sure it created that namespace (see `without_cluster_admin`).
         let karmada_namespace = enablement.spec.chart.resolved_profile() == ChartProfile::Karmada
-            && release_namespace != own
-            && release_namespace == live.release_namespace;
+            && release_namespace != own;
         let role = recorded.installer_cluster_role;
         let role_allowed = self.allowed_installer_roles.contains(&role)
             && (role != CLUSTER_ADMIN || karmada_namespace);
@@ -171,6 +171,15 @@ impl Policy {
                 && self.allow_cluster_scoped_charts
                 && self.watch_namespace.is_none(),
         }
+    }
+
+    /// `installed` without `cluster-admin`: for a release namespace this enablement did not
+    /// create, which a tenant may use (the Karmada profile's must be its own).
+    pub fn without_cluster_admin(&self, mut installed: InstallFacts) -> InstallFacts {
+        if installed.installer_cluster_role == CLUSTER_ADMIN {
+            installed.installer_cluster_role = self.default_installer_role().to_string();
+        }
+        installed
     }
 
     /// Why this enablement may not run, if it may not.

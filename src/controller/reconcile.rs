@@ -143,20 +143,31 @@ pub(super) async fn teardown(
     // Whether the release's namespace (the enablement's own or a foreign one) is missing or
     // being deleted: then nothing can run in it, and no step may wait for it. Only a teardown
     // that will run needs to know; a refused enablement may not even be allowed to look.
-    let control_plane_namespace_gone =
-        ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
-            let namespace = installed.release_namespace.as_str();
-            match ensure_namespace(ctx, fe, namespace, false).await? {
-                job::NamespaceState::Terminating => true,
-                // The enablement's own namespace cannot be missing while the enablement exists
-                // (a server without namespaces, such as the test server, shows none).
-                job::NamespaceState::Unchecked => namespace != own,
-                // Not labelled for control planes: still there, so the teardown runs in it.
-                job::NamespaceState::Ready
-                | job::NamespaceState::Unlabelled
-                | job::NamespaceState::NotCreatedHere => false,
-            }
+    let namespace_state =
+        if ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) {
+            Some(ensure_namespace(ctx, fe, &installed.release_namespace, false).await?)
+        } else {
+            None
         };
+    let control_plane_namespace_gone = match namespace_state {
+        Some(job::NamespaceState::Terminating) => true,
+        // The enablement's own namespace cannot be missing while the enablement exists (a
+        // server without namespaces, such as the test server, shows none).
+        Some(job::NamespaceState::Unchecked) => installed.release_namespace != own,
+        // Not labelled for control planes: still there, so the teardown runs in it.
+        Some(
+            job::NamespaceState::Ready
+            | job::NamespaceState::Unlabelled
+            | job::NamespaceState::NotCreatedHere,
+        )
+        | None => false,
+    };
+    // A Karmada namespace this enablement did not create may be a tenant's.
+    let installed = if namespace_state == Some(job::NamespaceState::NotCreatedHere) {
+        ctx.policy.without_cluster_admin(installed)
+    } else {
+        installed
+    };
     let machine = TeardownMachine {
         fe,
         ctx,
