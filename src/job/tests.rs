@@ -939,6 +939,75 @@ fn the_uninstall_runs_where_the_release_is() {
     assert_eq!(carried.control_plane_namespace, "team-a");
 }
 
+/// The uninstall step of the first teardown decision for `status` runs helm uninstall.
+fn assert_uninstall_runs(status: &FederationEnablementStatus) {
+    let d = begin_teardown_of(status, true, &install_facts("runner:1"));
+    assert!(!d.finished, "the install is there: the finalizer stays");
+    assert!(
+        matches!(
+            d.commands.first(),
+            Some(Command::Undo {
+                step: TeardownStepType::UninstallFederationChart,
+                work_may_exist: true,
+                ..
+            })
+        ),
+        "{:?}",
+        d.commands
+    );
+}
+
+#[test]
+fn suspend_and_a_spec_change_never_skip_the_teardown_of_what_was_installed() {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    h.spec.suspend = true;
+    h.spec.chart.version = Some("2.0.0".into());
+    h.step(at(1), &[]);
+    assert!(
+        h.status
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Pending && s.attempts == 0),
+        "a new run, suspended: nothing started"
+    );
+    assert_uninstall_runs(&h.status);
+}
+
+#[test]
+fn a_retry_never_skips_the_teardown_of_what_was_installed() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    // Node and network, then the certificate: the install starts once it succeeded.
+    for _ in 0..2 {
+        let d = h.step(t0(), &[]);
+        let obs: Vec<_> = runs(&d)
+            .iter()
+            .map(|(t, _)| (*t, Observation::succeeded()))
+            .collect();
+        h.step(t0(), &obs);
+    }
+    assert_eq!(
+        h.sub_job(InstallFederationChart).phase,
+        SubJobPhase::Running
+    );
+    h.step(
+        at(1),
+        &[(
+            InstallFederationChart,
+            Observation::failed("InstallFailed", "helm failed"),
+        )],
+    );
+    assert_eq!(h.phase(), JobPhase::Failed);
+    // Suspended, so the retry resets the install without starting it again.
+    h.spec.suspend = true;
+    h.retry = Some("1".into());
+    h.step(at(2), &[]);
+    let install = h.sub_job(InstallFederationChart);
+    assert_eq!((install.phase, install.attempts), (SubJobPhase::Pending, 0));
+    assert_uninstall_runs(&h.status);
+}
+
 #[test]
 fn a_refused_spec_starts_no_new_run() {
     let mut h = Harness::new();
