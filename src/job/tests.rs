@@ -112,7 +112,13 @@ impl Harness {
 
     /// Runs the job to Success with every executor succeeding at once.
     fn run_to_success(&mut self, now: Timestamp) {
-        for _ in 0..4 {
+        self.succeed_waves(now, 4);
+        assert_eq!(self.phase(), JobPhase::Success);
+    }
+
+    /// Every executor the next `waves` decisions run succeeds at once.
+    fn succeed_waves(&mut self, now: Timestamp, waves: usize) {
+        for _ in 0..waves {
             let d = self.step(now, &[]);
             let obs: Vec<_> = runs(&d)
                 .iter()
@@ -120,7 +126,6 @@ impl Harness {
                 .collect();
             self.step(now, &obs);
         }
-        assert_eq!(self.phase(), JobPhase::Success);
     }
 }
 
@@ -979,14 +984,7 @@ fn a_retry_never_skips_the_teardown_of_what_was_installed() {
     let mut h = Harness::new();
     h.spec.backoff_limit = 0;
     // Node and network, then the certificate: the install starts once it succeeded.
-    for _ in 0..2 {
-        let d = h.step(t0(), &[]);
-        let obs: Vec<_> = runs(&d)
-            .iter()
-            .map(|(t, _)| (*t, Observation::succeeded()))
-            .collect();
-        h.step(t0(), &obs);
-    }
+    h.succeed_waves(t0(), 2);
     assert_eq!(
         h.sub_job(InstallFederationChart).phase,
         SubJobPhase::Running
