@@ -147,6 +147,16 @@ impl Policy {
             &live.control_plane_namespace,
         );
         let release_namespace = namespace(recorded.release_namespace, &live.release_namespace);
+        let mut namespaces: Vec<String> = recorded
+            .namespaces
+            .into_iter()
+            .filter(|namespace| namespace_allowed(namespace))
+            .collect();
+        for namespace in [&control_plane_namespace, &release_namespace] {
+            if !namespaces.contains(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
         // The controller also makes sure it created that namespace (see `without_cluster_admin`).
         let karmada_namespace = enablement.spec.chart.resolved_profile() == ChartProfile::Karmada
             && release_namespace != own;
@@ -155,6 +165,7 @@ impl Policy {
             && (role != CLUSTER_ADMIN || karmada_namespace);
         InstallFacts {
             control_plane_namespace,
+            namespaces,
             release: recorded.release,
             release_namespace,
             runner_image: if self.allowed_runner_images.contains(&recorded.runner_image) {
@@ -853,11 +864,13 @@ mod tests {
         let recorded = InstallFacts {
             control_plane_namespace: "kube-system".into(),
             release_namespace: "federation-controller".into(),
+            namespaces: vec!["kube-system".into(), "federation-controller".into()],
             ..live(&fe)
         };
         let checked = policy().checked_install(&fe, recorded, &live(&fe));
         assert_eq!(checked.control_plane_namespace, "team");
         assert_eq!(checked.release_namespace, "team");
+        assert_eq!(checked.namespaces, vec!["team".to_string()]);
     }
 
     #[test]

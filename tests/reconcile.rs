@@ -933,6 +933,34 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
     );
 }
 
+#[tokio::test]
+async fn teardown_cleans_every_control_plane_namespace_the_enablement_used() {
+    let h = foreign_namespace_enablement();
+    h.reconcile(FE_PATH).await;
+    let foreign_service =
+        "/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver";
+    assert!(h.server.get(foreign_service).is_some());
+    // Back to the enablement's own namespace: a new run starts there.
+    h.server
+        .modify(FE_PATH, |fe| fe["spec"]["controlPlane"] = json!({}));
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(SERVICE).is_some(), "the new run's Service");
+    assert_eq!(
+        h.status(FE_PATH)["created"]["namespaces"],
+        json!(["federation-system", "team-a"])
+    );
+
+    delete_and_tear_down(&h).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    for path in [
+        SERVICE,
+        foreign_service,
+        "/api/v1/namespaces/federation-system",
+    ] {
+        assert!(h.server.get(path).is_none(), "{path} deleted");
+    }
+}
+
 /// Deletes the enablement and reconciles until its teardown removed the finalizer (or gave up).
 async fn delete_and_tear_down(h: &Harness) {
     h.server.modify(FE_PATH, |fe| {

@@ -145,6 +145,9 @@ impl RunFacts {
 pub struct InstallFacts {
     /// Where the control plane runs (the namespace a teardown step works in).
     pub control_plane_namespace: String,
+    /// Every control-plane namespace used, this one included: a teardown deletes what it made
+    /// in each.
+    pub namespaces: Vec<String>,
     pub release: String,
     /// Where the release is; the control-plane namespace of the run that installed it.
     pub release_namespace: String,
@@ -165,6 +168,7 @@ impl InstallFacts {
         InstallFacts {
             release: spec.release_name(name).into_owned(),
             release_namespace: control_plane_namespace.clone(),
+            namespaces: vec![control_plane_namespace.clone()],
             control_plane_namespace,
             runner_image: spec
                 .chart
@@ -186,12 +190,20 @@ impl InstallFacts {
             .control_plane_namespace
             .clone()
             .unwrap_or(live.control_plane_namespace);
+        let release_namespace = created
+            .release_namespace
+            .clone()
+            .unwrap_or_else(|| control_plane_namespace.clone());
+        let mut namespaces = created.namespaces.clone();
+        for namespace in [&control_plane_namespace, &release_namespace] {
+            if !namespaces.contains(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
         InstallFacts {
             release: created.release.clone().unwrap_or(live.release),
-            release_namespace: created
-                .release_namespace
-                .clone()
-                .unwrap_or_else(|| control_plane_namespace.clone()),
+            release_namespace,
+            namespaces,
             control_plane_namespace,
             runner_image: created.runner_image.clone().unwrap_or(live.runner_image),
             installer_cluster_role: created

@@ -24,6 +24,7 @@ fn spec() -> FederationEnablementSpec {
 fn install_facts(image: &str) -> InstallFacts {
     InstallFacts {
         control_plane_namespace: "team-a".into(),
+        namespaces: vec!["team-a".into()],
         release: "fleet-a".into(),
         release_namespace: "team-a".into(),
         runner_image: image.into(),

@@ -192,6 +192,12 @@ impl<'a> Context<'a> {
         &self.install.control_plane_namespace
     }
 
+    /// Every control-plane namespace the enablement used (the current one for a run): a
+    /// teardown step deletes what its subjob made in each.
+    pub fn namespaces(&self) -> &[String] {
+        &self.install.namespaces
+    }
+
     /// The Helm release.
     pub fn release(&self) -> &str {
         &self.install.release

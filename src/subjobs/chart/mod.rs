@@ -567,11 +567,18 @@ impl ChartExecutor {
             ownership::selector(ctx, Some(SUB_JOB)),
             Operation::Uninstall.label()
         );
-        let mut remaining = deletion::delete_matching(&self.api::<Job>(ctx), &install_jobs).await?;
-        remaining += deletion::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
-        remaining += deletion::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
-        remaining +=
-            deletion::delete_labelled(&self.api::<ServiceAccount>(ctx), ctx, SUB_JOB).await?;
+        let mut remaining = 0;
+        // Every namespace an install ran in: the release's, and those of earlier runs.
+        for namespace in ctx.namespaces() {
+            let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), namespace);
+            let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            remaining += deletion::delete_matching(&jobs, &install_jobs).await?;
+            remaining += deletion::delete_labelled(&secrets, ctx, SUB_JOB).await?;
+            remaining += deletion::delete_labelled(&bindings, ctx, SUB_JOB).await?;
+            remaining += deletion::delete_labelled(&accounts, ctx, SUB_JOB).await?;
+        }
         let cluster_bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
         remaining += deletion::delete_labelled(&cluster_bindings, ctx, SUB_JOB).await?;
         Ok(remaining)
