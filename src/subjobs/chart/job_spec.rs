@@ -377,6 +377,69 @@ mod tests {
         assert!(binding.metadata.name.expect("name").len() <= 253);
     }
 
+    /// Runs the uninstall script with a `helm` that answers `helm status` with `status_output`
+    /// and `status_code`; returns the script's exit code and the helm commands it ran.
+    fn run_uninstall_script(status_output: &str, status_code: i32) -> (i32, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "uninstall-script-{}-{status_code}-{}",
+            std::process::id(),
+            status_output.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let log = dir.join("calls");
+        let helm = dir.join("helm");
+        std::fs::write(
+            &helm,
+            format!(
+                "#!/bin/sh\necho \"$1\" >> '{}'\nif [ \"$1\" = status ]; then echo '{status_output}'; exit {status_code}; fi\nexit 0\n",
+                log.display()
+            ),
+        )
+        .expect("helm stub");
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&helm)
+            .status()
+            .expect("chmod");
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let code = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(UNINSTALL_SCRIPT)
+            .env("PATH", path)
+            .env("NAMESPACE", "team-a")
+            .env("RELEASE", "fleet-a")
+            .env("TIMEOUT_SECONDS", "60")
+            .output()
+            .expect("sh")
+            .status
+            .code()
+            .unwrap_or(-1);
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        (code, calls.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    #[test]
+    fn the_uninstall_script_is_done_when_the_release_does_not_exist_and_fails_when_it_cannot_tell()
+    {
+        assert_eq!(
+            run_uninstall_script("Error: release: not found", 1),
+            (0, "status".to_string()),
+            "no release: done, nothing uninstalled"
+        );
+        assert_eq!(
+            run_uninstall_script("NAME: fleet-a", 0),
+            (0, "status uninstall".to_string())
+        );
+        let (code, calls) = run_uninstall_script("Error: secrets is forbidden", 1);
+        assert_eq!(calls, "status");
+        assert_ne!(code, 0, "no rights to look is not 'no release'");
+    }
+
     #[test]
     fn the_install_script_recovers_a_pending_release_before_installing() {
         let pending = INSTALL_SCRIPT
