@@ -12,7 +12,7 @@ use crate::api::kubernetes_names::{
 };
 use crate::api::{Chart, ChartProfile, FederationEnablement, FederationEnablementSpec};
 use crate::chart_source::ChartDefaults;
-use crate::job::{Blocked, reasons};
+use crate::job::{Blocked, InstallFacts, reasons};
 // The owner rule lives with the types: the terminal view finds a fleet's enablement by it too.
 pub use federation_api::fleet::{FleetSeniority, fleet_owner, fleet_seniority};
 
@@ -102,6 +102,95 @@ impl Policy {
             .first()
             .map(String::as_str)
             .unwrap_or(DEFAULT_RUNNER_IMAGE)
+    }
+
+    /// The role an installer is bound to when the one recorded is refused now: the spec's
+    /// default when allowed, else the first allowed.
+    pub fn default_installer_role(&self) -> &str {
+        let allowed = &self.allowed_installer_roles;
+        if allowed.iter().any(|role| role == DEFAULT_INSTALLER_ROLE) {
+            return DEFAULT_INSTALLER_ROLE;
+        }
+        allowed
+            .first()
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_INSTALLER_ROLE)
+    }
+
+    /// What a teardown undoes the install with: the recorded facts, each checked again against
+    /// today's allowlists, since a tenant may be able to write the status. A refused runner
+    /// image or installer role gives way to the defaults; a refused namespace to the live
+    /// spec's (or the enablement's own); a cluster-wide binding needs today's flags.
+    /// `cluster-admin` stays only for a Karmada profile's own namespace.
+    pub fn checked_install(
+        &self,
+        enablement: &FederationEnablement,
+        recorded: InstallFacts,
+        live: &InstallFacts,
+    ) -> InstallFacts {
+        let own = enablement.namespace().unwrap_or_default();
+        let namespace_allowed = |namespace: &str| {
+            namespace == own
+                || (self.watch_namespace.is_none() && self.check_reserved(namespace).is_none())
+        };
+        let namespace = |recorded: String, live: &str| {
+            if namespace_allowed(&recorded) {
+                recorded
+            } else if namespace_allowed(live) {
+                live.to_string()
+            } else {
+                own.clone()
+            }
+        };
+        let control_plane_namespace = namespace(
+            recorded.control_plane_namespace,
+            &live.control_plane_namespace,
+        );
+        let release_namespace = namespace(recorded.release_namespace, &live.release_namespace);
+        let mut namespaces: Vec<String> = recorded
+            .namespaces
+            .into_iter()
+            .filter(|namespace| namespace_allowed(namespace))
+            .collect();
+        for namespace in [&control_plane_namespace, &release_namespace] {
+            if !namespaces.contains(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
+        // The controller also makes sure it created that namespace (see `without_cluster_admin`).
+        let karmada_namespace = enablement.spec.chart.resolved_profile() == ChartProfile::Karmada
+            && release_namespace != own;
+        let role = recorded.installer_cluster_role;
+        let role_allowed = self.allowed_installer_roles.contains(&role)
+            && (role != CLUSTER_ADMIN || karmada_namespace);
+        InstallFacts {
+            control_plane_namespace,
+            namespaces,
+            release: recorded.release,
+            release_namespace,
+            runner_image: if self.allowed_runner_images.contains(&recorded.runner_image) {
+                recorded.runner_image
+            } else {
+                self.default_runner_image().to_string()
+            },
+            installer_cluster_role: if role_allowed {
+                role
+            } else {
+                self.default_installer_role().to_string()
+            },
+            cluster_scoped: recorded.cluster_scoped
+                && self.allow_cluster_scoped_charts
+                && self.watch_namespace.is_none(),
+        }
+    }
+
+    /// `installed` without `cluster-admin`: for a release namespace this enablement did not
+    /// create, which a tenant may use (the Karmada profile's must be its own).
+    pub fn without_cluster_admin(&self, mut installed: InstallFacts) -> InstallFacts {
+        if installed.installer_cluster_role == CLUSTER_ADMIN {
+            installed.installer_cluster_role = self.default_installer_role().to_string();
+        }
+        installed
     }
 
     /// Why this enablement may not run, if it may not.
@@ -387,6 +476,9 @@ pub fn parse_repository_url(entry: &str) -> Result<String, String> {
         )),
     }
 }
+
+/// The installer role of a spec that names none (`chart.installerClusterRole`'s default).
+pub const DEFAULT_INSTALLER_ROLE: &str = "federation-chart-installer";
 
 /// The pinned default runner image (`helm` with a shell).
 pub const DEFAULT_RUNNER_IMAGE: &str = "docker.io/alpine/helm:3.16.4";
@@ -710,6 +802,92 @@ mod tests {
         policy.allow_cluster_scoped_charts = true;
         policy.allowed_installer_roles.push("cluster-admin".into());
         (fe, policy)
+    }
+
+    /// What `fe` installs with under `policy`'s defaults.
+    fn live(fe: &FederationEnablement) -> InstallFacts {
+        InstallFacts::of_spec(&fe.spec, "a", "team", DEFAULT_RUNNER_IMAGE)
+    }
+
+    #[test]
+    fn a_teardown_keeps_the_recorded_install_while_it_is_allowed() {
+        let fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        let mut policy = policy();
+        policy.allowed_runner_images.push("r.example/helm:2".into());
+        policy
+            .allowed_installer_roles
+            .push("other-installer".into());
+        let recorded = InstallFacts {
+            runner_image: "r.example/helm:2".into(),
+            installer_cluster_role: "other-installer".into(),
+            release: "old-release".into(),
+            ..live(&fe)
+        };
+        assert_eq!(
+            policy.checked_install(&fe, recorded.clone(), &live(&fe)),
+            recorded
+        );
+    }
+
+    #[test]
+    fn a_teardown_uses_the_defaults_for_a_recorded_image_or_role_refused_now() {
+        let fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        let mut policy = policy();
+        policy.allow_cluster_scoped_charts = true;
+        policy.allowed_installer_roles.push("cluster-admin".into());
+        let recorded = InstallFacts {
+            runner_image: "evil/helm:latest".into(),
+            // Allowed, but for a Karmada control plane's own namespace only.
+            installer_cluster_role: CLUSTER_ADMIN.into(),
+            cluster_scoped: true,
+            ..live(&fe)
+        };
+        let checked = policy.checked_install(&fe, recorded, &live(&fe));
+        assert_eq!(checked.runner_image, DEFAULT_RUNNER_IMAGE);
+        assert_eq!(checked.installer_cluster_role, DEFAULT_INSTALLER_ROLE);
+        assert!(checked.cluster_scoped, "allowed by today's flags");
+        policy.allow_cluster_scoped_charts = false;
+        let recorded = InstallFacts {
+            cluster_scoped: true,
+            ..live(&fe)
+        };
+        assert!(
+            !policy
+                .checked_install(&fe, recorded, &live(&fe))
+                .cluster_scoped
+        );
+    }
+
+    #[test]
+    fn a_teardown_never_goes_to_a_reserved_namespace_the_status_names() {
+        let fe = enablement("team", "a", "fleet", "2026-01-01T00:00:00Z");
+        let recorded = InstallFacts {
+            control_plane_namespace: "kube-system".into(),
+            release_namespace: "federation-controller".into(),
+            namespaces: vec!["kube-system".into(), "federation-controller".into()],
+            ..live(&fe)
+        };
+        let checked = policy().checked_install(&fe, recorded, &live(&fe));
+        assert_eq!(checked.control_plane_namespace, "team");
+        assert_eq!(checked.release_namespace, "team");
+        assert_eq!(checked.namespaces, vec!["team".to_string()]);
+    }
+
+    #[test]
+    fn a_karmada_teardown_keeps_cluster_admin_in_its_own_namespace() {
+        let (fe, policy) = karmada();
+        let live = InstallFacts::of_spec(&fe.spec, "a", "team", DEFAULT_RUNNER_IMAGE);
+        let checked = policy.checked_install(&fe, live.clone(), &live);
+        assert_eq!(checked, live);
+        assert_eq!(checked.installer_cluster_role, CLUSTER_ADMIN);
+    }
+
+    #[test]
+    fn the_default_installer_role_is_the_first_allowed_when_the_spec_default_is_not() {
+        let mut policy = policy();
+        assert_eq!(policy.default_installer_role(), DEFAULT_INSTALLER_ROLE);
+        policy.allowed_installer_roles = vec!["site-installer".into()];
+        assert_eq!(policy.default_installer_role(), "site-installer");
     }
 
     #[test]

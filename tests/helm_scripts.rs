@@ -10,8 +10,9 @@ use federation_controller::subjobs::chart::{INSTALL_SCRIPT, UNINSTALL_SCRIPT};
 const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 const OWNER_LABEL: &str = "federation.fleet.dev/enablement-uid";
 
-/// The stand-in: `helm list` answers for one release named `fed` according to FAKE_RELEASE
-/// (`absent`, `unlabelled`, or the uid its owner label carries); every call is logged.
+/// The stand-in: `helm list` and `helm status` answer for one release named `fed` according to
+/// FAKE_RELEASE (`absent`, `unlabelled`, `forbidden` (no rights to look), or the uid its owner
+/// label carries); every call is logged.
 const FAKE_HELM: &str = r#"#!/bin/sh
 echo "$*" >> "$FAKE_HELM_LOG"
 case "$1" in
@@ -19,6 +20,7 @@ case "$1" in
     selector=""
     for arg in "$@"; do case "$arg" in --selector=*) selector="${arg#--selector=}" ;; esac; done
     [ "$FAKE_RELEASE" = absent ] && exit 0
+    [ "$FAKE_RELEASE" = forbidden ] && { echo "Error: secrets is forbidden" >&2; exit 1; }
     case "$selector" in
       "") echo fed ;;
       *=*) [ "${selector#*=}" = "$FAKE_RELEASE" ] && echo fed ;;
@@ -26,7 +28,8 @@ case "$1" in
     esac
     exit 0 ;;
   status)
-    [ "$FAKE_RELEASE" = absent ] && exit 1
+    [ "$FAKE_RELEASE" = absent ] && { echo "Error: release: not found" >&2; exit 1; }
+    [ "$FAKE_RELEASE" = forbidden ] && { echo "Error: secrets is forbidden" >&2; exit 1; }
     echo '{"info":{"status":"deployed"}}' ;;
 esac
 exit 0
@@ -154,4 +157,22 @@ fn uninstall_removes_only_its_own_release_and_ends_at_once_for_any_other() {
     }
     let adopted = run(UNINSTALL_SCRIPT, "unlabelled", true);
     assert_eq!(changed(&adopted).len(), 1);
+}
+
+#[test]
+fn uninstall_fails_when_it_cannot_tell_whether_the_release_exists() {
+    let run = run(UNINSTALL_SCRIPT, "forbidden", true);
+    assert_ne!(
+        run.output.status.code(),
+        Some(0),
+        "no rights to look is not 'no release'"
+    );
+    assert!(changed(&run).is_empty());
+}
+
+#[test]
+fn install_fails_when_it_cannot_tell_whose_the_release_is() {
+    let run = run(INSTALL_SCRIPT, "forbidden", true);
+    assert_ne!(run.output.status.code(), Some(0));
+    assert!(changed(&run).is_empty(), "{:?}", run.calls);
 }

@@ -459,3 +459,76 @@ async fn a_generic_enablement_cannot_put_its_installer_into_a_karmada_namespace(
         "nothing of the intruder's in the Karmada namespace"
     );
 }
+
+#[tokio::test]
+async fn a_fleet_id_edited_after_deletion_still_tears_down_the_control_plane_installed() {
+    let h = setup();
+    run_to_success(&h).await;
+    leave_hook_objects(&h);
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z");
+        // The Karmada namespace and release derive from the fleet id: the live spec now names
+        // others, which were never made.
+        fe["spec"]["clusterGroupID"] = json!("fleet-b");
+    });
+    h.reconcile(FE_PATH).await;
+    let uninstall = h
+        .server
+        .paths(JOBS)
+        .into_iter()
+        .find(|p| p.contains("-uninst-"))
+        .and_then(|p| h.server.get(&p))
+        .expect("an uninstall Job in the recorded namespace");
+    let env = &uninstall["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .expect("env")
+            .contains(&json!({"name": "RELEASE", "value": CP_NS})),
+        "the recorded release: {env:#}"
+    );
+    let binding = h
+        .server
+        .get(&format!(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/federation-installer.{CP_NS}.{NAME}"
+        ))
+        .expect("the installer bound cluster-wide for the uninstall");
+    assert_eq!(binding["roleRef"]["name"], "cluster-admin");
+
+    finish_job(&h, "fleet-a-uninst-", "Complete");
+    reconcile_until_gone(&h, FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    for path in [
+        HOOK_ROLE.to_string(),
+        HOOK_BINDING.to_string(),
+        format!("{SECRETS}fleet-a-federation-kubeconfig"),
+        NAMESPACE.to_string(),
+    ] {
+        assert!(h.server.get(&path).is_none(), "{path} deleted");
+    }
+}
+
+#[tokio::test]
+async fn cluster_admin_is_never_bound_in_a_namespace_the_enablement_did_not_create() {
+    let h = setup();
+    run_to_success(&h).await;
+    h.server
+        .insert(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-b"}}));
+    // A tenant who may write the status points the teardown at a namespace of theirs.
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z");
+        fe["status"]["created"]["releaseNamespace"] = json!("team-b");
+    });
+    h.reconcile(FE_PATH).await;
+    let binding = h
+        .server
+        .get("/apis/rbac.authorization.k8s.io/v1/namespaces/team-b/rolebindings/fleet-a-federation-installer")
+        .expect("the installer's binding in the recorded namespace");
+    assert_eq!(binding["roleRef"]["name"], "federation-chart-installer");
+    assert!(
+        h.server
+            .get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/federation-installer.team-b.fleet-a")
+            .is_none_or(|b| b["roleRef"]["name"] != "cluster-admin"),
+        "no cluster-admin for an account in team-b"
+    );
+}

@@ -3,7 +3,7 @@
 
 mod support;
 
-use federation_controller::policy::RESERVED_NAMESPACES;
+use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, RESERVED_NAMESPACES};
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -18,7 +18,12 @@ const INSTALLER_RB: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/team-a
 const JOBS: &str = "/apis/batch/v1/namespaces/team-a/jobs/";
 
 fn setup(extra_spec: Value) -> Harness {
-    let h = Harness::new(policy());
+    setup_with(policy(), extra_spec)
+}
+
+/// fleet-a with `extra_spec`, under `policy`, on a cluster with one ready node.
+fn setup_with(policy: federation_controller::policy::Policy, extra_spec: Value) -> Harness {
+    let h = Harness::new(policy);
     h.server.insert(ready_node("node-1"));
     h.server
         .insert(enablement_json(NAME, NS, "fleet-a", extra_spec));
@@ -48,15 +53,17 @@ async fn first_reconcile_adds_the_finalizer_labels_a_node_and_applies_the_servic
     let calls = h.server.take_calls();
     let mut writes = writes(&calls);
     // CreateNode and CreateNetworkResource run at the same time: their order is not fixed.
-    writes[1..3].sort();
+    writes[2..4].sort();
     assert_eq!(
         writes,
         vec![
             format!("PATCH {FE_PATH}"),
+            format!("PATCH {FE_PATH}/status"),
             format!("PATCH {SERVICE}"),
             "PATCH /api/v1/nodes/node-1".to_string(),
             format!("PATCH {FE_PATH}/status"),
-        ]
+        ],
+        "what the executors are about to make is on record before they act"
     );
     let fe = h.server.get(FE_PATH).expect("fe");
     assert_eq!(
@@ -80,6 +87,15 @@ async fn first_reconcile_adds_the_finalizer_labels_a_node_and_applies_the_servic
             .contains(&format!("fieldManager=federation-controller-{uid}")),
         "a field manager per enablement: {}",
         node_patch.uri
+    );
+    let record = calls
+        .iter()
+        .find(|c| c.line() == format!("PATCH {FE_PATH}/status"))
+        .and_then(|c| c.body.clone())
+        .expect("the first status patch");
+    assert_eq!(
+        record["status"]["created"]["subJobs"],
+        json!(["CreateNode", "CreateNetworkResource"])
     );
     let service_patch = calls
         .iter()
@@ -760,10 +776,6 @@ async fn a_restarted_controller_resumes_without_duplicating_objects() {
 async fn deletion_tears_everything_down_then_removes_the_finalizer() {
     let h = setup(json!({}));
     run_to_success(&h).await;
-    let uid = h.server.get(FE_PATH).expect("fe")["metadata"]["uid"]
-        .as_str()
-        .expect("uid")
-        .to_string();
     h.server.take_calls();
     // kubectl delete: the finalizer keeps the object, with a deletionTimestamp.
     h.server.modify(FE_PATH, |fe| {
@@ -784,30 +796,57 @@ async fn deletion_tears_everything_down_then_removes_the_finalizer() {
     );
     assert_eq!(status["currentSubJobs"], "UninstallFederationChart");
 
-    finish_job(&h, "fleet-a-uninst-", "Complete");
-    for _ in 0..6 {
-        if h.server.get(FE_PATH).is_none() {
-            break;
-        }
-        h.reconcile(FE_PATH).await;
-    }
-    assert!(
-        h.server.get(FE_PATH).is_none(),
-        "finalizer removed, object gone"
-    );
-    for path in [SERVICE, CERTS, CA, VALUES, INSTALLER_SA, INSTALLER_RB] {
-        assert!(h.server.get(path).is_none(), "{path} deleted");
-    }
+    finish_uninstall_and_assert_everything_gone(&h).await;
     assert!(
         h.server.paths(JOBS).iter().all(|p| p.contains("-uninst-")),
         "install Jobs deleted"
     );
+}
+
+/// The uninstall Jobs' runner images.
+fn uninstall_images(h: &Harness) -> Vec<String> {
+    h.server
+        .paths(JOBS)
+        .iter()
+        .filter(|p| p.contains("-uninst-"))
+        .filter_map(|p| h.server.get(p))
+        .map(|job| {
+            job["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+fn mark_deleted(h: &Harness) {
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z")
+    });
+}
+
+/// One reconcile of the deleted enablement: the finalizer stays and the uninstall Job runs
+/// `image`.
+async fn reconcile_expecting_an_uninstall_with(h: &Harness, image: &str, why: &str) {
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_some(), "the finalizer stays");
+    assert_eq!(uninstall_images(h), vec![image.to_string()], "{why}");
+}
+
+/// After the uninstall Job completes, the teardown ends with everything gone.
+async fn finish_uninstall_and_assert_everything_gone(h: &Harness) {
+    finish_job(h, "fleet-a-uninst-", "Complete");
+    reconcile_until_gone(h, FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    for path in [SERVICE, CERTS, CA, VALUES, INSTALLER_SA, INSTALLER_RB] {
+        assert!(h.server.get(path).is_none(), "{path} deleted");
+    }
     let node = h.server.get("/api/v1/nodes/node-1").expect("node");
     assert!(
         node["metadata"]["labels"]
             .get("federation.fleet.dev/control-plane")
             .is_none(),
-        "label of {uid} released"
+        "node label released"
     );
 }
 
@@ -837,21 +876,165 @@ async fn teardown_leaves_an_object_labelled_with_this_name_but_another_uid() {
     assert!(h.server.get(theirs).is_some(), "another uid's object kept");
 }
 
+#[tokio::test]
+async fn a_spec_change_before_deletion_still_uninstalls_the_release() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    // A new run, held at CreateNode: one node where two are wanted.
+    h.server.modify(FE_PATH, |fe| {
+        fe["spec"]["controlPlane"] = json!({"replicas": 2})
+    });
+    h.reconcile(FE_PATH).await;
+    assert_eq!(
+        h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
+        "Pending",
+        "the new run has not started its install: {:#}",
+        h.status(FE_PATH)
+    );
+
+    mark_deleted(&h);
+    reconcile_expecting_an_uninstall_with(
+        &h,
+        DEFAULT_RUNNER_IMAGE,
+        "helm uninstall runs: the release of the first run may exist",
+    )
+    .await;
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
+#[tokio::test]
+async fn a_spec_change_to_a_refused_image_never_removes_the_finalizer_at_once() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    h.server.modify(FE_PATH, |fe| {
+        fe["spec"]["chart"]["runnerImage"] = json!("evil/helm:latest")
+    });
+    h.reconcile(FE_PATH).await;
+    assert_eq!(h.status(FE_PATH)["reason"], "NotAllowed");
+    assert_eq!(
+        h.sub_job(FE_PATH, "InstallFederationChart")["phase"],
+        "Success",
+        "a refused spec starts no new run"
+    );
+
+    mark_deleted(&h);
+    reconcile_expecting_an_uninstall_with(
+        &h,
+        DEFAULT_RUNNER_IMAGE,
+        "the uninstall runs with the image that installed, never the refused one",
+    )
+    .await;
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_the_install_job_started_leaves_it_on_record_for_the_teardown() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    let before = h.status(FE_PATH);
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    let job_created = calls
+        .iter()
+        .position(|c| {
+            c.line()
+                .starts_with(&format!("PATCH {JOBS}fleet-a-install-"))
+        })
+        .expect("the install Job is created");
+    // The controller dies right after: only what it wrote before the Job stays.
+    let on_record = calls[..job_created]
+        .iter()
+        .rev()
+        .find(|c| c.line() == format!("PATCH {FE_PATH}/status"))
+        .and_then(|c| c.body.clone())
+        .map_or(before, |body| body["status"].clone());
+    h.server
+        .modify(FE_PATH, |fe| fe["status"] = on_record.clone());
+    assert_eq!(
+        on_record["created"]["release"], "fleet-a",
+        "the release is on record before its install Job exists: {on_record:#}"
+    );
+
+    mark_deleted(&h);
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_some(), "the finalizer stays");
+    assert!(
+        h.server
+            .paths(JOBS)
+            .iter()
+            .all(|p| !p.contains("-install-")),
+        "the install in flight is stopped first"
+    );
+    reconcile_expecting_an_uninstall_with(
+        &h,
+        DEFAULT_RUNNER_IMAGE,
+        "helm uninstall runs: the install may have made the release",
+    )
+    .await;
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
+const OTHER_IMAGE: &str = "registry.example/helm:3.17.0";
+
+/// Allows a second runner image and a second installer role.
+fn allowing_another_image_and_role() -> Harness {
+    let mut allow = policy();
+    allow.allowed_runner_images.push(OTHER_IMAGE.to_string());
+    allow
+        .allowed_installer_roles
+        .push("other-installer".to_string());
+    setup_with(
+        allow,
+        json!({"chart": {"repository": "oci://registry.example/charts", "name": "federation",
+            "version": "1.2.3", "runnerImage": OTHER_IMAGE, "installerClusterRole": "other-installer"}}),
+    )
+}
+
+#[tokio::test]
+async fn the_uninstall_runs_with_the_recorded_image_and_role_not_the_spec_edited_after_deletion() {
+    let h = allowing_another_image_and_role();
+    run_to_success(&h).await;
+    mark_deleted(&h);
+    // Still editable after the deletion, and still allowed.
+    h.server.modify(FE_PATH, |fe| {
+        fe["spec"]["chart"]["runnerImage"] = json!(DEFAULT_RUNNER_IMAGE);
+        fe["spec"]["chart"]["installerClusterRole"] = json!("federation-chart-installer");
+    });
+    reconcile_expecting_an_uninstall_with(&h, OTHER_IMAGE, "the recorded image").await;
+    let binding = h.server.get(INSTALLER_RB).expect("installer binding");
+    assert_eq!(binding["roleRef"]["name"], "other-installer");
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
+#[tokio::test]
+async fn a_recorded_image_and_role_refused_now_give_way_to_the_defaults() {
+    let h = setup(json!({}));
+    run_to_success(&h).await;
+    mark_deleted(&h);
+    // A tenant who may write the status, and edits the spec after the deletion.
+    h.server.modify(FE_PATH, |fe| {
+        fe["spec"]["chart"]["runnerImage"] = json!("evil/helm:latest");
+        fe["spec"]["chart"]["installerClusterRole"] = json!("cluster-admin");
+        fe["status"]["created"]["runnerImage"] = json!("evil/helm:latest");
+        fe["status"]["created"]["installerClusterRole"] = json!("cluster-admin");
+    });
+    reconcile_expecting_an_uninstall_with(&h, DEFAULT_RUNNER_IMAGE, "the default image").await;
+    let binding = h.server.get(INSTALLER_RB).expect("installer binding");
+    assert_eq!(binding["roleRef"]["name"], "federation-chart-installer");
+    finish_uninstall_and_assert_everything_gone(&h).await;
+}
+
 /// An enablement whose control plane goes to the foreign namespace `federation-system`, allowed
 /// by the flag, on a cluster with one ready node.
 fn foreign_namespace_enablement() -> Harness {
     let mut allow = policy();
     allow.allow_foreign_control_plane_namespaces = true;
-    let h = Harness::new(allow);
-    h.server.insert(ready_node("node-1"));
-    h.server.insert(enablement_json(
-        NAME,
-        NS,
-        "fleet-a",
+    setup_with(
+        allow,
         json!({"controlPlane": {"namespace": "federation-system"}}),
-    ));
-    h.sync_store(&[FE_PATH]);
-    h
+    )
 }
 
 #[tokio::test]
@@ -891,6 +1074,34 @@ async fn a_foreign_control_plane_namespace_is_created_annotated_and_deleted_on_t
             .is_none(),
         "namespace it created is deleted"
     );
+}
+
+#[tokio::test]
+async fn teardown_cleans_every_control_plane_namespace_the_enablement_used() {
+    let h = foreign_namespace_enablement();
+    h.reconcile(FE_PATH).await;
+    let foreign_service =
+        "/api/v1/namespaces/federation-system/services/fleet-a-federation-apiserver";
+    assert!(h.server.get(foreign_service).is_some());
+    // Back to the enablement's own namespace: a new run starts there.
+    h.server
+        .modify(FE_PATH, |fe| fe["spec"]["controlPlane"] = json!({}));
+    h.reconcile(FE_PATH).await;
+    assert!(h.server.get(SERVICE).is_some(), "the new run's Service");
+    assert_eq!(
+        h.status(FE_PATH)["created"]["namespaces"],
+        json!(["federation-system", "team-a"])
+    );
+
+    delete_and_tear_down(&h).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    for path in [
+        SERVICE,
+        foreign_service,
+        "/api/v1/namespaces/federation-system",
+    ] {
+        assert!(h.server.get(path).is_none(), "{path} deleted");
+    }
 }
 
 /// Deletes the enablement and reconciles until its teardown removed the finalizer (or gave up).

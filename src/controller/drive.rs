@@ -11,6 +11,7 @@ use kube::api::Api;
 use kube::{Resource, ResourceExt};
 use tracing::warn;
 
+use super::status::patch_status;
 use super::{Context, Error, MAX_ROUNDS};
 use crate::api::{
     ChartProfile, FederationEnablement, FederationEnablementStatus, RETRY_ANNOTATION, SubJobType,
@@ -40,6 +41,16 @@ pub(super) trait Machine: Sync {
         observations: &BTreeMap<Self::Step, Observation>,
     ) -> Decision;
 
+    /// Writes `status` before commands are carried out, when it records something new in
+    /// `status.created`: what an executor is about to make is on record before it exists, so
+    /// a crash before the reconcile's own status write leaves nothing the teardown cannot see.
+    fn persist_record<'s>(
+        &'s self,
+        _status: &'s FederationEnablementStatus,
+    ) -> BoxFuture<'s, Result<(), Error>> {
+        Box::pin(future::ready(Ok(())))
+    }
+
     /// Carries out commands; what the executors need comes in them, never from the status.
     fn execute(
         &self,
@@ -65,6 +76,7 @@ pub(super) async fn drive<M: Machine>(
     };
     let mut observations = BTreeMap::new();
     let mut executed = BTreeSet::new();
+    let mut recorded = current.created.clone();
     for _ in 0..MAX_ROUNDS {
         let decision = machine.decide(&driven.status, &observations);
         driven.status = decision.status;
@@ -79,17 +91,34 @@ pub(super) async fn drive<M: Machine>(
         if commands.is_empty() {
             break;
         }
+        if driven.status.created != recorded {
+            machine.persist_record(&driven.status).await?;
+            recorded = driven.status.created.clone();
+        }
         observations = machine.execute(commands).await?;
     }
     Ok(driven)
 }
 
+/// What a reconcile wrote of the status before its last write.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Written {
+    pub resource_version: Option<String>,
+    /// None: nothing written yet.
+    pub status: Option<FederationEnablementStatus>,
+}
+
 /// The job run of one enablement.
 pub(super) struct JobMachine<'a> {
     pub fe: &'a FederationEnablement,
+    pub api: &'a Api<FederationEnablement>,
     pub ctx: &'a Context,
+    /// The status as last written in this reconcile (the record, before an executor acted) and
+    /// the resourceVersion that write gave; the object's until then.
+    pub written: std::sync::Mutex<Written>,
     pub blocked: Option<job::Blocked>,
-    pub control_plane_namespace: String,
+    /// Where the control plane runs and what the chart is installed with.
+    pub install: job::InstallFacts,
     /// What EnsureNamespace found, for the decisions that follow it in this reconcile.
     pub namespace: std::sync::Mutex<job::NamespaceState>,
 }
@@ -97,6 +126,13 @@ pub(super) struct JobMachine<'a> {
 impl JobMachine<'_> {
     fn namespace(&self) -> job::NamespaceState {
         *self.namespace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn written(&self) -> Written {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -110,7 +146,7 @@ impl Machine for JobMachine<'_> {
     ) -> Decision {
         let input = JobInput {
             spec: &self.fe.spec,
-            control_plane_namespace: &self.control_plane_namespace,
+            install: &self.install,
             chart_version: self
                 .ctx
                 .policy
@@ -131,6 +167,26 @@ impl Machine for JobMachine<'_> {
         job::decide(&input, status, observations, &mut || (self.ctx.new_uid)())
     }
 
+    fn persist_record<'s>(
+        &'s self,
+        status: &'s FederationEnablementStatus,
+    ) -> BoxFuture<'s, Result<(), Error>> {
+        Box::pin(async move {
+            // Simulated executors make nothing that could be left behind.
+            if !self.ctx.executors.kubernetes {
+                return Ok(());
+            }
+            let before = self.written();
+            let resource_version =
+                patch_status(self.fe, self.api, self.ctx, before.resource_version, status).await?;
+            *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Written {
+                resource_version,
+                status: Some(status.clone()),
+            };
+            Ok(())
+        })
+    }
+
     fn execute(
         &self,
         commands: Vec<Command>,
@@ -142,7 +198,8 @@ impl Machine for JobMachine<'_> {
                 match command {
                     Command::EnsureNamespace => {
                         let state =
-                            ensure_namespace(ctx, fe, &self.control_plane_namespace, true).await?;
+                            ensure_namespace(ctx, fe, &self.install.control_plane_namespace, true)
+                                .await?;
                         *self.namespace.lock().unwrap_or_else(|e| e.into_inner()) = state;
                     }
                     Command::Run {
@@ -185,6 +242,8 @@ pub(super) struct TeardownMachine<'a> {
     pub ctx: &'a Context,
     pub refused: bool,
     pub control_plane_namespace_gone: bool,
+    /// The recorded install, within today's allowlists.
+    pub installed: job::InstallFacts,
 }
 
 impl Machine for TeardownMachine<'_> {
@@ -200,6 +259,7 @@ impl Machine for TeardownMachine<'_> {
             timeout: job::sub_job_timeout(&self.fe.spec),
             refused: self.refused,
             control_plane_namespace_gone: self.control_plane_namespace_gone,
+            installed: &self.installed,
             poll: &self.ctx.poll_intervals,
             now: self.ctx.clock.now(),
         };
@@ -222,6 +282,7 @@ impl Machine for TeardownMachine<'_> {
                     facts,
                     control_plane_namespace_gone,
                     work_may_exist,
+                    installed,
                 } = command
                 else {
                     warn!(?command, "a teardown asked for a job command");
@@ -234,7 +295,8 @@ impl Machine for TeardownMachine<'_> {
                     *started_at,
                     *deadline,
                     ctx.clock.now(),
-                );
+                )
+                .with_installed(installed);
                 sub_ctx.control_plane_namespace_gone = *control_plane_namespace_gone;
                 sub_ctx.work_may_exist = *work_may_exist;
                 sub_ctx.unmigrated_objects_are_ours = *work_may_exist;

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use super::drive::{JobMachine, TeardownMachine, drive, ensure_namespace};
+use super::drive::{JobMachine, TeardownMachine, Written, drive, ensure_namespace};
 use super::status::{remove_finalizer, write_status};
 use super::{Context, Error};
 use crate::api::{FINALIZER, FederationEnablement};
@@ -65,6 +65,17 @@ async fn check_fleet(
     ))
 }
 
+/// Where and with what the live spec installs.
+fn install_of_spec(fe: &FederationEnablement, ctx: &Context) -> job::InstallFacts {
+    let own = fe.namespace().unwrap_or_default();
+    job::InstallFacts::of_spec(
+        &fe.spec,
+        &fe.name_any(),
+        &own,
+        &ctx.settings.default_runner_image,
+    )
+}
+
 pub(super) async fn run_job(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
@@ -76,13 +87,18 @@ pub(super) async fn run_job(
         None => check_fleet(fe, ctx).await?,
     };
     let namespace = fe.namespace().unwrap_or_default();
-    let control_plane_namespace = fe.spec.control_plane_namespace(&namespace).to_string();
-    let needs_namespace = ctx.executors.kubernetes && control_plane_namespace != namespace;
+    let install = install_of_spec(fe, ctx);
+    let needs_namespace = ctx.executors.kubernetes && install.control_plane_namespace != namespace;
     let machine = JobMachine {
         fe,
+        api,
         ctx,
+        written: std::sync::Mutex::new(Written {
+            resource_version: fe.resource_version(),
+            status: None,
+        }),
         blocked,
-        control_plane_namespace,
+        install,
         namespace: std::sync::Mutex::new(if needs_namespace {
             job::NamespaceState::Unchecked
         } else {
@@ -90,7 +106,17 @@ pub(super) async fn run_job(
         }),
     };
     let driven = drive(&machine, &current).await?;
-    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    let written = machine.written();
+    write_status(
+        fe,
+        api,
+        ctx,
+        written.resource_version,
+        written.status.as_ref().unwrap_or(&current),
+        &driven.status,
+        &driven.transitions,
+    )
+    .await?;
     Ok(driven
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
@@ -106,32 +132,60 @@ pub(super) async fn teardown(
     }
     let current = fe.status.clone().unwrap_or_default();
     let refused = ctx.policy.check(fe).is_some();
-    // Whether the control-plane namespace (the enablement's own or a foreign one) is missing or
+    let own = fe.namespace().unwrap_or_default();
+    let live = install_of_spec(fe, ctx);
+    // What was installed, not what the spec (still editable) says now; within today's limits.
+    let installed = ctx.policy.checked_install(
+        fe,
+        job::InstallFacts::recorded_or(current.created.as_ref(), live.clone()),
+        &live,
+    );
+    // Whether the release's namespace (the enablement's own or a foreign one) is missing or
     // being deleted: then nothing can run in it, and no step may wait for it. Only a teardown
     // that will run needs to know; a refused enablement may not even be allowed to look.
-    let control_plane_namespace_gone =
-        ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) && {
-            let own = fe.namespace().unwrap_or_default();
-            let namespace = fe.spec.control_plane_namespace(&own);
-            match ensure_namespace(ctx, fe, &namespace, false).await? {
-                job::NamespaceState::Terminating => true,
-                // The enablement's own namespace cannot be missing while the enablement exists
-                // (a server without namespaces, such as the test server, shows none).
-                job::NamespaceState::Unchecked => namespace != own,
-                // Not labelled for control planes: still there, so the teardown runs in it.
-                job::NamespaceState::Ready
-                | job::NamespaceState::Unlabelled
-                | job::NamespaceState::NotCreatedHere => false,
-            }
+    let namespace_state =
+        if ctx.executors.kubernetes && !job::nothing_to_tear_down(refused, &current) {
+            Some(ensure_namespace(ctx, fe, &installed.release_namespace, false).await?)
+        } else {
+            None
         };
+    let control_plane_namespace_gone = match namespace_state {
+        Some(job::NamespaceState::Terminating) => true,
+        // The enablement's own namespace cannot be missing while the enablement exists (a
+        // server without namespaces, such as the test server, shows none).
+        Some(job::NamespaceState::Unchecked) => installed.release_namespace != own,
+        // Not labelled for control planes: still there, so the teardown runs in it.
+        Some(
+            job::NamespaceState::Ready
+            | job::NamespaceState::Unlabelled
+            | job::NamespaceState::NotCreatedHere,
+        )
+        | None => false,
+    };
+    // A Karmada namespace this enablement did not create may be a tenant's.
+    let installed = if namespace_state == Some(job::NamespaceState::NotCreatedHere) {
+        ctx.policy.without_cluster_admin(installed)
+    } else {
+        installed
+    };
     let machine = TeardownMachine {
         fe,
         ctx,
         refused,
         control_plane_namespace_gone,
+        installed,
     };
     let driven = drive(&machine, &current).await?;
-    write_status(fe, api, ctx, &current, &driven.status, &driven.transitions).await?;
+    write_status(
+        fe,
+        api,
+        ctx,
+        fe.resource_version(),
+        &current,
+        &driven.status,
+        &driven.transitions,
+    )
+    .await?;
     if driven.finished {
         remove_finalizer(fe, api).await?;
         return Ok(Action::await_change());

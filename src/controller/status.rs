@@ -12,35 +12,51 @@ use crate::api::{FINALIZER, FederationEnablement, FederationEnablementStatus, MA
 use crate::job::{self, Transition};
 
 /// One server-side apply of the whole status, only when it changed; then the events.
+/// `resource_version` is the version the status was computed from (the object's, or that of an
+/// earlier write in this reconcile).
 pub(super) async fn write_status(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
     ctx: &Context,
+    resource_version: Option<String>,
     current: &FederationEnablementStatus,
     status: &FederationEnablementStatus,
     transitions: &[Transition],
 ) -> Result<(), Error> {
     if status != current {
-        // The resourceVersion we read is a precondition: a status computed from a stale view
-        // (a lagging cache, a second writer) is refused rather than overwriting newer progress.
-        let patch = json!({
-            "apiVersion": FederationEnablement::api_version(&()),
-            "kind": FederationEnablement::kind(&()),
-            "metadata": {"resourceVersion": fe.resource_version()},
-            "status": status,
-        });
-        api.patch_status(
+        patch_status(fe, api, ctx, resource_version, status).await?;
+    }
+    record_durations(ctx, status, transitions);
+    publish(fe, ctx, transitions).await;
+    Ok(())
+}
+
+/// Server-side applies the whole status; returns the object's new resourceVersion.
+pub(super) async fn patch_status(
+    fe: &FederationEnablement,
+    api: &Api<FederationEnablement>,
+    ctx: &Context,
+    resource_version: Option<String>,
+    status: &FederationEnablementStatus,
+) -> Result<Option<String>, Error> {
+    // The resourceVersion we read is a precondition: a status computed from a stale view
+    // (a lagging cache, a second writer) is refused rather than overwriting newer progress.
+    let patch = json!({
+        "apiVersion": FederationEnablement::api_version(&()),
+        "kind": FederationEnablement::kind(&()),
+        "metadata": {"resourceVersion": resource_version},
+        "status": status,
+    });
+    let written = api
+        .patch_status(
             &fe.name_any(),
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
         .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
-        ctx.metrics.status_writes.inc();
-    }
-    record_durations(ctx, status, transitions);
-    publish(fe, ctx, transitions).await;
-    Ok(())
+    ctx.metrics.status_writes.inc();
+    Ok(written.resource_version())
 }
 
 /// Observes how long each subjob that ended in this reconcile took.

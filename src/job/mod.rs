@@ -20,8 +20,8 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    FederationEnablementSpec, FederationEnablementStatus, StepStatus, SubJobPhase, SubJobType,
-    TeardownStepType,
+    CreatedRecord, FederationEnablementSpec, FederationEnablementStatus, StepStatus, SubJobPhase,
+    SubJobType, TeardownStepType,
 };
 pub use conditions::{
     CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, MaintenanceRound,
@@ -142,6 +142,87 @@ impl RunFacts {
     }
 }
 
+/// Where and with what the chart is installed: what a run installs with (from the spec and the
+/// controller's defaults), or what a teardown undoes with (from `status.created`, checked again
+/// against today's allowlists by the controller).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallFacts {
+    /// Where the control plane runs (the namespace a teardown step works in).
+    pub control_plane_namespace: String,
+    /// Every control-plane namespace used, this one included: a teardown deletes what it made
+    /// in each.
+    pub namespaces: Vec<String>,
+    pub release: String,
+    /// Where the release is; the control-plane namespace of the run that installed it.
+    pub release_namespace: String,
+    pub runner_image: String,
+    pub installer_cluster_role: String,
+    pub cluster_scoped: bool,
+}
+
+impl InstallFacts {
+    /// What a run of `spec` (of the enablement `name` in `own_namespace`) installs with.
+    pub fn of_spec(
+        spec: &FederationEnablementSpec,
+        name: &str,
+        own_namespace: &str,
+        default_runner_image: &str,
+    ) -> Self {
+        let control_plane_namespace = spec.control_plane_namespace(own_namespace).into_owned();
+        InstallFacts {
+            release: spec.release_name(name).into_owned(),
+            release_namespace: control_plane_namespace.clone(),
+            namespaces: vec![control_plane_namespace.clone()],
+            control_plane_namespace,
+            runner_image: spec
+                .chart
+                .runner_image
+                .clone()
+                .unwrap_or_else(|| default_runner_image.to_string()),
+            installer_cluster_role: spec.chart.installer_cluster_role.clone(),
+            cluster_scoped: spec.chart.cluster_scoped,
+        }
+    }
+
+    /// The recorded facts, each one the record lacks taken from `live` (a status written
+    /// before the record existed).
+    pub fn recorded_or(created: Option<&CreatedRecord>, live: InstallFacts) -> Self {
+        let Some(created) = created else {
+            return live;
+        };
+        let control_plane_namespace = created
+            .control_plane_namespace
+            .clone()
+            .unwrap_or(live.control_plane_namespace);
+        let release_namespace = created
+            .release_namespace
+            .clone()
+            .unwrap_or_else(|| control_plane_namespace.clone());
+        let mut namespaces = created.namespaces.clone();
+        for namespace in [&control_plane_namespace, &release_namespace] {
+            if !namespaces.contains(namespace) {
+                namespaces.push(namespace.clone());
+            }
+        }
+        InstallFacts {
+            release: created.release.clone().unwrap_or(live.release),
+            release_namespace,
+            namespaces,
+            control_plane_namespace,
+            runner_image: created.runner_image.clone().unwrap_or(live.runner_image),
+            installer_cluster_role: created
+                .installer_cluster_role
+                .clone()
+                .unwrap_or(live.installer_cluster_role),
+            cluster_scoped: if created.release.is_some() {
+                created.cluster_scoped
+            } else {
+                live.cluster_scoped
+            },
+        }
+    }
+}
+
 /// What the controller carries out for the state machine. Each command carries what its
 /// executor needs, so no executor decides anything from the status.
 #[derive(Clone, Debug, PartialEq)]
@@ -167,9 +248,11 @@ pub enum Command {
         facts: RunFacts,
         /// The control-plane namespace is missing or being deleted: nothing can run in it.
         control_plane_namespace_gone: bool,
-        /// The step's subjob started at least once in the current run, so something it makes
-        /// (a helm release, say) may exist.
+        /// The step's subjob ever started (`status.created`), so something it makes (a helm
+        /// release, say) may exist.
         work_may_exist: bool,
+        /// Where and with what to undo: the recorded install, within today's allowlists.
+        installed: InstallFacts,
     },
 }
 

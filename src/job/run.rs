@@ -13,8 +13,8 @@ use super::conditions::{self, MaintenanceRound};
 use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
 use super::{
-    Blocked, Command, Decision, Mode, Observation, RunFacts, Transition, monotonic_now, reasons,
-    spec_hash,
+    Blocked, Command, Decision, InstallFacts, Mode, Observation, RunFacts, Transition,
+    monotonic_now, reasons, spec_hash,
 };
 use crate::api::{
     CONTROL_PLANE_NAMESPACE_LABEL, EXTEND_PARAM_CHART_VERSION, EXTEND_PARAM_KUBECONFIG_SECRET,
@@ -44,8 +44,9 @@ pub enum NamespaceState {
 #[derive(Clone, Debug)]
 pub struct JobInput<'a> {
     pub spec: &'a FederationEnablementSpec,
-    /// Where the control plane runs (`status.controlPlaneNamespace`).
-    pub control_plane_namespace: &'a str,
+    /// Where the control plane runs (`status.controlPlaneNamespace`) and what the chart is
+    /// installed with: recorded in `status.created` when a subjob starts.
+    pub install: &'a InstallFacts,
     /// The chart version a run starting now installs: `chart.version`, or the controller's
     /// default. InstallFederationChart pins it when it starts, for the rest of the run.
     pub chart_version: &'a str,
@@ -106,13 +107,20 @@ impl<'a> Round<'a> {
         }
     }
 
-    /// A new spec (or the first reconcile) starts a new run; a new retry annotation resets the
-    /// failed subjobs of a Failed job.
+    /// A new spec (or the first reconcile) starts a new run, unless the spec is refused (the
+    /// run it would replace stays as it is); a new retry annotation resets the failed subjobs
+    /// of a Failed job.
     fn start_or_retry_run(&mut self, new_uid: &mut dyn FnMut() -> String) {
         let hash = spec_hash(self.input.spec);
         let retry = self.input.retry_annotation.map(str::to_string);
-        if self.status.job_uid.is_none() || self.status.spec_hash.as_deref() != Some(&hash) {
+        if self.status.job_uid.is_none() {
             start_job_run(&mut self.status, &hash, retry, self.now, new_uid);
+            return;
+        }
+        if self.status.spec_hash.as_deref() != Some(&hash) {
+            if self.input.blocked.is_none() {
+                start_job_run(&mut self.status, &hash, retry, self.now, new_uid);
+            }
             return;
         }
         if retry == self.status.last_handled_retry {
@@ -326,6 +334,11 @@ impl<'a> Round<'a> {
             self.now,
         );
         self.commands.sort_by_key(Command::order);
+        for command in &self.commands {
+            if let Command::Run { sub_job, .. } = command {
+                record_created(&mut self.status, *sub_job, self.input.install);
+            }
+        }
         let run_facts = RunFacts::of(&self.status, None);
         for command in &mut self.commands {
             if let Command::Run { facts, .. } = command {
@@ -418,7 +431,7 @@ fn start_job_run(
 /// Where the control plane runs, and the chart version once InstallFederationChart succeeded
 /// (pinned when it started; runs started before pins existed installed `chart.version`).
 fn record_control_plane(status: &mut FederationEnablementStatus, input: &JobInput<'_>) {
-    status.control_plane_namespace = Some(input.control_plane_namespace.to_string());
+    status.control_plane_namespace = Some(input.install.control_plane_namespace.clone());
     let installed = status
         .sub_job(SubJobType::InstallFederationChart)
         .filter(|s| s.phase == SubJobPhase::Success)
@@ -438,6 +451,33 @@ fn record_control_plane(status: &mut FederationEnablementStatus, input: &JobInpu
         .cloned();
     if kubeconfig.is_some() {
         status.kubeconfig_secret_name = kubeconfig;
+    }
+}
+
+/// Adds to `status.created` what `sub_job`'s executor is about to make, and where: written in
+/// the decision that runs it, so the record is never behind what exists. For the install, the
+/// release, runner image and installer role it uses replace the last install's.
+fn record_created(
+    status: &mut FederationEnablementStatus,
+    sub_job: SubJobType,
+    install: &InstallFacts,
+) {
+    let created = status.created.get_or_insert_with(Default::default);
+    if !created.sub_jobs.contains(&sub_job) {
+        created.sub_jobs.push(sub_job);
+        created.sub_jobs.sort();
+    }
+    let namespace = &install.control_plane_namespace;
+    if !created.namespaces.contains(namespace) {
+        created.namespaces.push(namespace.clone());
+    }
+    created.control_plane_namespace = Some(namespace.clone());
+    if sub_job == SubJobType::InstallFederationChart {
+        created.release = Some(install.release.clone());
+        created.release_namespace = Some(install.release_namespace.clone());
+        created.runner_image = Some(install.runner_image.clone());
+        created.installer_cluster_role = Some(install.installer_cluster_role.clone());
+        created.cluster_scoped = install.cluster_scoped;
     }
 }
 
@@ -546,14 +586,14 @@ fn job_phase(
                 return (
                     JobPhase::Failed,
                     reasons::NOT_ALLOWED.to_string(),
-                    unlabelled_message(input.control_plane_namespace),
+                    unlabelled_message(&input.install.control_plane_namespace),
                 );
             }
             NamespaceState::NotCreatedHere => {
                 return (
                     JobPhase::Failed,
                     reasons::NOT_ALLOWED.to_string(),
-                    not_created_here_message(input.control_plane_namespace),
+                    not_created_here_message(&input.install.control_plane_namespace),
                 );
             }
             // Looked at next in this reconcile: a refusal seen last time stands until then, so

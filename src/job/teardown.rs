@@ -9,10 +9,11 @@ use jiff::Timestamp;
 use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
 use super::{
-    Command, Decision, Observation, RunFacts, Transition, conditions, joined_running, reasons,
+    Command, Decision, InstallFacts, Observation, RunFacts, Transition, conditions, joined_running,
+    reasons,
 };
 use crate::api::{
-    FederationEnablementStatus, JobPhase, SubJobPhase, TeardownStatus, TeardownStepType,
+    FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType, TeardownStatus, TeardownStepType,
 };
 
 /// Everything the teardown decision depends on besides the status and the observations.
@@ -25,20 +26,37 @@ pub struct TeardownInput<'a> {
     pub refused: bool,
     /// The control-plane namespace is missing or being deleted: nothing can run in it.
     pub control_plane_namespace_gone: bool,
+    /// Where and with what the chart was installed (`status.created`), within today's
+    /// allowlists: every step works there, the uninstall with its release, image and role.
+    pub installed: &'a InstallFacts,
     pub poll: &'a PollIntervals,
     pub now: Timestamp,
 }
 
-/// Refused by the allowlists and never started: nothing was created, so there is nothing to tear
-/// down, and the controller may not even be allowed to look (a foreign namespace while it
-/// watches one namespace). Without this the deletion would wait forever.
+/// Refused by the allowlists and nothing ever started: nothing was created, so there is nothing
+/// to tear down, and the controller may not even be allowed to look (a foreign namespace while
+/// it watches one namespace). Without this the deletion would wait forever.
+///
+/// "Ever" is `status.created`, which no new run, retry or spec change resets; the current run's
+/// subjobs count too, for a status written before the record existed.
 pub fn nothing_to_tear_down(refused: bool, current: &FederationEnablementStatus) -> bool {
     refused
         && current.teardown.is_none()
-        && current
-            .sub_jobs
-            .iter()
-            .all(|s| s.phase == SubJobPhase::Pending && s.attempts == 0)
+        && SubJobType::ALL
+            .into_iter()
+            .all(|sub_job| !ever_started(current, sub_job))
+}
+
+/// `sub_job` started at some time, so what it makes may exist.
+fn ever_started(status: &FederationEnablementStatus, sub_job: SubJobType) -> bool {
+    let recorded = status
+        .created
+        .as_ref()
+        .is_some_and(|created| created.sub_jobs.contains(&sub_job));
+    let in_this_run = status.sub_job(sub_job).is_some_and(|s| {
+        s.phase != SubJobPhase::Pending || s.attempts > 0 || s.start_time.is_some()
+    });
+    recorded || in_this_run
 }
 
 /// Decides the next step of the teardown; `finished` once every step succeeded.
@@ -78,9 +96,12 @@ pub fn decide_teardown(
                 .find(|s| s.type_ == type_)?;
             let started_at = step.attempt_start_time.as_ref().map_or(now, |t| t.0);
             let teardown_uid = status.teardown.as_ref().map(|t| t.job_uid.as_str());
-            let work_may_exist = status
-                .sub_job(type_.undoes())
-                .is_some_and(|s| s.attempts > 0 || s.start_time.is_some());
+            let work_may_exist = ever_started(&status, type_.undoes());
+            // The release may be elsewhere than the last run's control plane.
+            let mut installed = input.installed.clone();
+            if type_ == TeardownStepType::UninstallFederationChart {
+                installed.control_plane_namespace = installed.release_namespace.clone();
+            }
             Some(Command::Undo {
                 step: type_,
                 attempt: step.attempts,
@@ -89,6 +110,7 @@ pub fn decide_teardown(
                 facts: RunFacts::of(&status, teardown_uid),
                 control_plane_namespace_gone: input.control_plane_namespace_gone,
                 work_may_exist,
+                installed,
             })
         })
         .into_iter()

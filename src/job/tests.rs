@@ -20,6 +20,19 @@ fn spec() -> FederationEnablementSpec {
     .expect("valid spec")
 }
 
+/// A Generic install in `team-a` with the runner image `image`.
+fn install_facts(image: &str) -> InstallFacts {
+    InstallFacts {
+        control_plane_namespace: "team-a".into(),
+        namespaces: vec!["team-a".into()],
+        release: "fleet-a".into(),
+        release_namespace: "team-a".into(),
+        runner_image: image.into(),
+        installer_cluster_role: "federation-chart-installer".into(),
+        cluster_scoped: false,
+    }
+}
+
 fn t0() -> Timestamp {
     "2026-01-15T08:00:00Z".parse().expect("timestamp")
 }
@@ -46,6 +59,8 @@ struct Harness {
     namespace_ready: bool,
     /// The version a run starting now would install (the controller's default, or the spec's).
     chart_version: String,
+    /// Where and with what a run starting now installs.
+    install: InstallFacts,
     poll: PollIntervals,
     ids: Ids,
 }
@@ -59,6 +74,7 @@ impl Harness {
             blocked: None,
             namespace_ready: true,
             chart_version: "1.2.3".into(),
+            install: install_facts("runner:1"),
             poll: PollIntervals::default(),
             ids: Ids(0),
         }
@@ -67,7 +83,7 @@ impl Harness {
     fn step(&mut self, now: Timestamp, observations: &[(SubJobType, Observation)]) -> Decision {
         let input = JobInput {
             spec: &self.spec,
-            control_plane_namespace: "team-a",
+            install: &self.install,
             chart_version: &self.chart_version,
             generation: Some(1),
             retry_annotation: self.retry.as_deref(),
@@ -97,7 +113,13 @@ impl Harness {
 
     /// Runs the job to Success with every executor succeeding at once.
     fn run_to_success(&mut self, now: Timestamp) {
-        for _ in 0..4 {
+        self.succeed_waves(now, 4);
+        assert_eq!(self.phase(), JobPhase::Success);
+    }
+
+    /// Every executor the next `waves` decisions run succeeds at once.
+    fn succeed_waves(&mut self, now: Timestamp, waves: usize) {
+        for _ in 0..waves {
             let d = self.step(now, &[]);
             let obs: Vec<_> = runs(&d)
                 .iter()
@@ -105,7 +127,6 @@ impl Harness {
                 .collect();
             self.step(now, &obs);
         }
-        assert_eq!(self.phase(), JobPhase::Success);
     }
 }
 
@@ -604,11 +625,13 @@ fn run_teardown(
 ) -> Decision {
     let observations: BTreeMap<_, _> = observations.iter().cloned().collect();
     let poll = PollIntervals::default();
+    let installed = install_facts("runner:1");
     let input = TeardownInput {
         generation: Some(1),
         timeout: Duration::from_secs(600),
         refused: false,
         control_plane_namespace_gone: false,
+        installed: &installed,
         poll: &poll,
         now,
     };
@@ -734,7 +757,7 @@ fn a_terminating_namespace_holds_every_start_and_is_checked_again() {
     let mut h = Harness::new();
     let input = JobInput {
         spec: &h.spec,
-        control_plane_namespace: "team-a",
+        install: &h.install,
         chart_version: &h.chart_version,
         generation: Some(1),
         retry_annotation: None,
@@ -792,11 +815,13 @@ fn a_refused_enablement_that_never_started_has_nothing_to_tear_down() {
     });
     h.step(t0(), &[]);
     let poll = PollIntervals::default();
+    let installed = install_facts("runner:1");
     let input = |refused| TeardownInput {
         generation: Some(1),
         timeout: Duration::from_secs(600),
         refused,
         control_plane_namespace_gone: false,
+        installed: &installed,
         poll: &poll,
         now: at(1),
     };
@@ -820,6 +845,193 @@ fn a_teardown_step_in_flight_is_looked_at_every_few_seconds() {
     let d = run_teardown(&FederationEnablementStatus::default(), t0(), &[], &mut ids);
     assert_eq!(undos(&d).len(), 1);
     assert_eq!(d.requeue_after, Some(TEARDOWN_POLL_CAP));
+}
+
+/// The first teardown decision for `status`, undoing `installed`.
+fn begin_teardown_of(
+    status: &FederationEnablementStatus,
+    refused: bool,
+    installed: &InstallFacts,
+) -> Decision {
+    let poll = PollIntervals::default();
+    let input = TeardownInput {
+        generation: Some(1),
+        timeout: Duration::from_secs(600),
+        refused,
+        control_plane_namespace_gone: false,
+        installed,
+        poll: &poll,
+        now: at(100),
+    };
+    let mut ids = Ids(100);
+    decide_teardown(&input, status, &BTreeMap::new(), &mut || ids.next())
+}
+
+/// A job that succeeded with `runner:1`, then got a new spec (`runner:2`): a new run whose
+/// install has not started.
+fn installed_then_changed() -> Harness {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    h.spec.chart.version = Some("2.0.0".into());
+    h.install = install_facts("runner:2");
+    h.step(at(1), &[]);
+    assert_eq!(
+        h.sub_job(InstallFederationChart).phase,
+        SubJobPhase::Pending
+    );
+    assert_eq!(h.sub_job(InstallFederationChart).attempts, 0);
+    h
+}
+
+#[test]
+fn what_a_run_starts_is_recorded_and_a_new_run_does_not_reset_it() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let created = h
+        .status
+        .created
+        .clone()
+        .expect("recorded when the first attempts start");
+    assert_eq!(created.sub_jobs, vec![CreateNode, CreateNetworkResource]);
+    assert_eq!(created.namespaces, vec!["team-a".to_string()]);
+    assert_eq!(created.release, None, "no install started yet");
+
+    let h = installed_then_changed();
+    let created = h.status.created.clone().expect("record");
+    assert_eq!(created.sub_jobs, SubJobType::ALL.to_vec());
+    assert_eq!(created.release.as_deref(), Some("fleet-a"));
+    assert_eq!(
+        created.runner_image.as_deref(),
+        Some("runner:1"),
+        "the last install's image, until the new run's install starts"
+    );
+    assert_eq!(
+        created.installer_cluster_role.as_deref(),
+        Some("federation-chart-installer")
+    );
+}
+
+#[test]
+fn a_spec_change_never_skips_the_teardown_of_what_was_installed() {
+    let h = installed_then_changed();
+    let installed = install_facts("runner:1");
+    let d = begin_teardown_of(&h.status, true, &installed);
+    assert!(!d.finished, "the install is there: the finalizer stays");
+    let Some(Command::Undo {
+        step,
+        work_may_exist,
+        installed: carried,
+        ..
+    }) = d.commands.first()
+    else {
+        panic!("an undo command: {:?}", d.commands);
+    };
+    assert_eq!(*step, TeardownStepType::UninstallFederationChart);
+    assert!(*work_may_exist, "helm uninstall runs: a release may exist");
+    assert_eq!(carried, &installed, "the uninstall uses what was installed");
+}
+
+#[test]
+fn the_uninstall_runs_where_the_release_is() {
+    let h = installed_then_changed();
+    let mut installed = install_facts("runner:1");
+    installed.control_plane_namespace = "elsewhere".into();
+    let d = begin_teardown_of(&h.status, false, &installed);
+    let Some(Command::Undo {
+        installed: carried, ..
+    }) = d.commands.first()
+    else {
+        panic!("an undo command: {:?}", d.commands);
+    };
+    assert_eq!(carried.control_plane_namespace, "team-a");
+}
+
+/// The uninstall step of the first teardown decision for `status` runs helm uninstall.
+fn assert_uninstall_runs(status: &FederationEnablementStatus) {
+    let d = begin_teardown_of(status, true, &install_facts("runner:1"));
+    assert!(!d.finished, "the install is there: the finalizer stays");
+    assert!(
+        matches!(
+            d.commands.first(),
+            Some(Command::Undo {
+                step: TeardownStepType::UninstallFederationChart,
+                work_may_exist: true,
+                ..
+            })
+        ),
+        "{:?}",
+        d.commands
+    );
+}
+
+#[test]
+fn suspend_and_a_spec_change_never_skip_the_teardown_of_what_was_installed() {
+    let mut h = Harness::new();
+    h.run_to_success(t0());
+    h.spec.suspend = true;
+    h.spec.chart.version = Some("2.0.0".into());
+    h.step(at(1), &[]);
+    assert!(
+        h.status
+            .sub_jobs
+            .iter()
+            .all(|s| s.phase == SubJobPhase::Pending && s.attempts == 0),
+        "a new run, suspended: nothing started"
+    );
+    assert_uninstall_runs(&h.status);
+}
+
+#[test]
+fn a_retry_never_skips_the_teardown_of_what_was_installed() {
+    let mut h = Harness::new();
+    h.spec.backoff_limit = 0;
+    // Node and network, then the certificate: the install starts once it succeeded.
+    h.succeed_waves(t0(), 2);
+    assert_eq!(
+        h.sub_job(InstallFederationChart).phase,
+        SubJobPhase::Running
+    );
+    h.step(
+        at(1),
+        &[(
+            InstallFederationChart,
+            Observation::failed("InstallFailed", "helm failed"),
+        )],
+    );
+    assert_eq!(h.phase(), JobPhase::Failed);
+    // Suspended, so the retry resets the install without starting it again.
+    h.spec.suspend = true;
+    h.retry = Some("1".into());
+    h.step(at(2), &[]);
+    let install = h.sub_job(InstallFederationChart);
+    assert_eq!((install.phase, install.attempts), (SubJobPhase::Pending, 0));
+    assert_uninstall_runs(&h.status);
+}
+
+#[test]
+fn a_refused_spec_starts_no_new_run() {
+    let mut h = Harness::new();
+    h.step(t0(), &[]);
+    let before = h.status.clone();
+    h.spec.chart.version = Some("2.0.0".into());
+    h.blocked = Some(Blocked {
+        reason: reasons::NOT_ALLOWED,
+        message: "no".into(),
+    });
+    let d = h.step(at(1), &[]);
+    assert!(d.commands.is_empty(), "{:?}", d.commands);
+    assert_eq!(h.status.job_uid, before.job_uid, "the run stays");
+    assert_eq!(h.status.spec_hash, before.spec_hash);
+    assert_eq!(h.status.sub_jobs, before.sub_jobs, "nothing reset");
+    assert_eq!(h.phase(), JobPhase::Failed);
+    assert_eq!(h.status.reason.as_deref(), Some(reasons::NOT_ALLOWED));
+
+    h.blocked = None;
+    h.step(at(2), &[]);
+    assert_ne!(
+        h.status.job_uid, before.job_uid,
+        "allowed again: the new run starts"
+    );
 }
 
 // ---- properties ----
@@ -1007,10 +1219,13 @@ fn a_new_default_chart_version_does_not_change_a_started_run() {
 /// One reconcile of a job whose foreign namespace is not looked at yet: the namespace check,
 /// then the decision on what it found, as the drive loop runs them.
 fn reconcile_with_namespace(h: &mut Harness, now: Timestamp, found: NamespaceState) -> Decision {
+    let mut foreign = install_facts("runner:1");
+    foreign.control_plane_namespace = "federation-system".into();
+    foreign.release_namespace = "federation-system".into();
     let decide_with = |h: &mut Harness, namespace| {
         let input = JobInput {
             spec: &h.spec,
-            control_plane_namespace: "federation-system",
+            install: &foreign,
             chart_version: &h.chart_version,
             generation: Some(1),
             retry_annotation: None,

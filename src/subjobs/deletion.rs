@@ -14,8 +14,8 @@ use super::{Context, Error, Result, api_error, kind};
 use crate::api::SubJobType;
 use crate::job::{Observation, reasons};
 
-/// The teardown of a subjob that made objects of one kind `K` in the control-plane namespace:
-/// deletes them, and is done once none is left.
+/// The teardown of a subjob that made objects of one kind `K` in the control-plane namespaces
+/// (every one the enablement used): deletes them, and is done once none is left.
 pub async fn delete_subjob_objects<K>(
     client: &Client,
     ctx: &Context<'_>,
@@ -25,8 +25,11 @@ where
     K: Resource<Scope = NamespaceResourceScope> + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), ctx.control_plane_namespace());
-    let remaining = delete_labelled(&api, ctx, sub_job).await?;
+    let mut remaining = 0;
+    for namespace in ctx.namespaces() {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        remaining += delete_labelled(&api, ctx, sub_job).await?;
+    }
     Ok(deletion_observation(remaining, &kind::<K>()))
 }
 

@@ -19,7 +19,6 @@ pub mod node;
 mod ownership;
 pub mod simulated;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +28,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::api::{ChartProfile, FederationEnablement, FederationEnablementSpec, SubJobType};
 use crate::chart_source::ChartDefaults;
-use crate::job::{Mode, Observation, RunFacts};
+use crate::job::{InstallFacts, Mode, Observation, RunFacts};
 
 pub use control_plane_namespace::{
     NamespaceState, NamespaceUse, ensure_control_plane_namespace, shared_with, shared_with_another,
@@ -121,15 +120,16 @@ pub struct Context<'a> {
     pub deadline: Timestamp,
     /// The control-plane namespace is missing or being deleted: nothing can run in it.
     pub control_plane_namespace_gone: bool,
-    /// For a teardown step: what its subjob makes may exist (it started in this run).
+    /// For a teardown step: what its subjob makes may exist (it ever started).
     pub work_may_exist: bool,
     /// Objects that name this enablement without its uid (made before the uid label existed)
     /// are taken as its own: the subjob had succeeded (a maintenance round), or, for a teardown
     /// step, had started in this run. See [`ownership::is_ours`].
     pub unmigrated_objects_are_ours: bool,
     pub now: Timestamp,
-    /// Where the control plane runs ([`FederationEnablementSpec::control_plane_namespace`]).
-    control_plane_namespace: Cow<'a, str>,
+    /// Where the control plane runs and what the chart is installed with: from the spec for a
+    /// run, from the recorded install for a teardown ([`Context::with_installed`]).
+    install: InstallFacts,
 }
 
 impl<'a> Context<'a> {
@@ -176,17 +176,51 @@ impl<'a> Context<'a> {
             work_may_exist: true,
             unmigrated_objects_are_ours: false,
             now,
-            control_plane_namespace: enablement.spec.control_plane_namespace(namespace),
+            install: InstallFacts::of_spec(
+                &enablement.spec,
+                meta.name.as_deref().unwrap_or_default(),
+                namespace,
+                &settings.default_runner_image,
+            ),
         }
     }
 
+    /// The same context for a teardown step: it works where the chart was installed, with the
+    /// recorded release, runner image and installer role (the command's, not the live spec's,
+    /// which may still change after the deletion).
+    pub fn with_installed(mut self, installed: &InstallFacts) -> Self {
+        self.install = installed.clone();
+        self
+    }
+
     pub fn control_plane_namespace(&self) -> &str {
-        &self.control_plane_namespace
+        &self.install.control_plane_namespace
+    }
+
+    /// Every control-plane namespace the enablement used (the current one for a run): a
+    /// teardown step deletes what its subjob made in each.
+    pub fn namespaces(&self) -> &[String] {
+        &self.install.namespaces
     }
 
     /// The Helm release.
-    pub fn release(&self) -> Cow<'a, str> {
-        self.spec.release_name(self.name)
+    pub fn release(&self) -> &str {
+        &self.install.release
+    }
+
+    /// The image the helm Jobs run.
+    pub fn runner_image(&self) -> &str {
+        &self.install.runner_image
+    }
+
+    /// The ClusterRole the installer account is bound to.
+    pub fn installer_cluster_role(&self) -> &str {
+        &self.install.installer_cluster_role
+    }
+
+    /// The installer role is bound cluster-wide as well.
+    pub fn cluster_scoped(&self) -> bool {
+        self.install.cluster_scoped
     }
 
     /// Which chart profile this enablement installs.

@@ -32,7 +32,7 @@ pub fn apiserver_target(ctx: &Context<'_>) -> (BTreeMap<String, String>, i32) {
             BTreeMap::from([(APISERVER_POD_LABEL.to_string(), ctx.uid.to_string())]),
             KARMADA_APISERVER_PORT,
         ),
-        ChartProfile::Generic => (apiserver_selector(&ctx.release()), ctx.spec.network.port),
+        ChartProfile::Generic => (apiserver_selector(ctx.release()), ctx.spec.network.port),
     }
 }
 

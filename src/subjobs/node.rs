@@ -124,35 +124,66 @@ impl NodeExecutor {
         for node in self.list(&ours_selector(ctx.uid)).await? {
             self.release(node.name_any(), ctx.uid).await?;
         }
-        if !ctx.control_plane_is_local() {
-            let api: Api<Namespace> = Api::all(self.client.clone());
-            let namespace = ctx.control_plane_namespace();
-            let ns = api
-                .get_opt(namespace)
-                .await
-                .map_err(|source| Error::api::<Namespace>("get", "", namespace, source))?;
-            let created_by_us = ns.as_ref().is_some_and(|ns| {
-                ns.annotations()
-                    .get(CREATED_BY_ANNOTATION)
-                    .map(String::as_str)
-                    == Some(ctx.uid)
-            });
-            if let Some(ns) =
-                ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
-            {
-                let enablements = Api::all(self.client.clone());
-                if let Some(other) = shared_with_another(&enablements, namespace, ctx.uid).await? {
-                    return Ok(Observation::succeeded_with(format!(
-                        "nodes released; namespace {namespace} kept: {other} uses it"
-                    )));
+        let mut kept = Vec::new();
+        let mut deleted = Vec::new();
+        // Every control-plane namespace the enablement used: those it created go, unless
+        // another enablement has its control plane there.
+        for namespace in ctx.namespaces().iter().filter(|ns| *ns != ctx.namespace) {
+            match self.delete_namespace_if_ours(ctx, namespace).await? {
+                NamespaceFate::Deleted => deleted.push(namespace.as_str()),
+                NamespaceFate::Kept(other) => {
+                    kept.push(format!("{namespace} kept: {other} uses it"))
                 }
-                delete_one(&api, &ns).await?;
-                return Ok(Observation::succeeded_with(format!(
-                    "nodes released; namespace {namespace} deleted"
-                )));
+                NamespaceFate::NotOurs => {}
             }
         }
+        if !deleted.is_empty() || !kept.is_empty() {
+            let mut message = vec!["nodes released".to_string()];
+            message.extend(deleted.iter().map(|ns| format!("namespace {ns} deleted")));
+            message.extend(kept.into_iter().map(|k| format!("namespace {k}")));
+            return Ok(Observation::succeeded_with(message.join("; ")));
+        }
         Ok(Observation::succeeded_with("nodes released"))
+    }
+}
+
+/// What ReleaseNode did with a control-plane namespace.
+enum NamespaceFate {
+    Deleted,
+    /// Another enablement (named) has its control plane there.
+    Kept(String),
+    /// Not created by this enablement (or already going): left alone.
+    NotOurs,
+}
+
+impl NodeExecutor {
+    /// Deletes `namespace` if this enablement created it and no other uses it.
+    async fn delete_namespace_if_ours(
+        &self,
+        ctx: &Context<'_>,
+        namespace: &str,
+    ) -> Result<NamespaceFate> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = api
+            .get_opt(namespace)
+            .await
+            .map_err(|source| Error::api::<Namespace>("get", "", namespace, source))?;
+        let created_by_us = ns.as_ref().is_some_and(|ns| {
+            ns.annotations()
+                .get(CREATED_BY_ANNOTATION)
+                .map(String::as_str)
+                == Some(ctx.uid)
+        });
+        let Some(ns) = ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
+        else {
+            return Ok(NamespaceFate::NotOurs);
+        };
+        let enablements = Api::all(self.client.clone());
+        if let Some(other) = shared_with_another(&enablements, namespace, ctx.uid).await? {
+            return Ok(NamespaceFate::Kept(other));
+        }
+        delete_one(&api, &ns).await?;
+        Ok(NamespaceFate::Deleted)
     }
 }
 

@@ -71,7 +71,7 @@ pub fn karmada_request(ctx: &Context<'_>) -> Option<karmada::KarmadaRequest> {
     };
     Some(karmada::KarmadaRequest {
         names: karmada::KarmadaNames {
-            release: ctx.release().into_owned(),
+            release: ctx.release().to_string(),
             namespace: ctx.control_plane_namespace().to_string(),
             system_namespace: value("systemNamespace", karmada::DEFAULT_SYSTEM_NAMESPACE),
             cluster_domain: value("clusterDomain", karmada::DEFAULT_CLUSTER_DOMAIN),

@@ -60,7 +60,7 @@ pub async fn delete_hook_leftovers(
 ) -> Result<usize> {
     let release = ctx.release();
     let namespace = ctx.control_plane_namespace();
-    let hook = hook_job_name(&release);
+    let hook = hook_job_name(release);
     let binds_our_account = |binding: &ClusterRoleBinding| {
         is_hook(binding)
             && binding.subjects.iter().flatten().any(|subject| {

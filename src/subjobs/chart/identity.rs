@@ -35,7 +35,7 @@ fn installer_role_ref(ctx: &Context<'_>) -> RoleRef {
     RoleRef {
         api_group: "rbac.authorization.k8s.io".to_string(),
         kind: "ClusterRole".to_string(),
-        name: ctx.spec.chart.installer_cluster_role.clone(),
+        name: ctx.installer_cluster_role().to_string(),
     }
 }
 
@@ -89,7 +89,7 @@ pub(super) async fn ensure_identity(
         return Ok(ControlFlow::Break(message));
     }
     let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    if ctx.spec.chart.cluster_scoped {
+    if ctx.cluster_scoped() {
         let desired = desired_cluster_role_binding(ctx);
         if let ControlFlow::Break(message) =
             ensure_binding(&cluster_bindings, &desired, ctx).await?

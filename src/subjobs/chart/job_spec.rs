@@ -60,13 +60,10 @@ impl Operation {
     }
 }
 
-/// The runner image: `chart.runnerImage`, or the controller's default.
+/// The runner image: `chart.runnerImage`, or the controller's default (for a teardown, the
+/// recorded install's, within today's allowlist).
 pub fn runner_image<'a>(ctx: &'a Context<'a>) -> &'a str {
-    ctx.spec
-        .chart
-        .runner_image
-        .as_deref()
-        .unwrap_or(&ctx.settings.default_runner_image)
+    ctx.runner_image()
 }
 
 /// Seconds left of the current attempt (the Job's `activeDeadlineSeconds`).
@@ -177,7 +174,7 @@ fn environment(
         }),
     };
     let mut env = vec![
-        env_value("RELEASE", ctx.spec.release_name(ctx.name).to_string()),
+        env_value("RELEASE", ctx.release().to_string()),
         env_value("NAMESPACE", ctx.control_plane_namespace().to_string()),
         env_value("OWNER_LABEL", RELEASE_OWNER_LABEL.to_string()),
         env_value("OWNER_UID", ctx.uid.to_string()),

@@ -549,13 +549,19 @@ impl ChartExecutor {
     /// Jobs (their TTL and owner reference remove them); returns how many were still there.
     async fn delete_everything(&self, ctx: &Context<'_>) -> Result<usize> {
         let install_jobs = format!("{OPERATION_LABEL}!={}", Operation::Uninstall.label());
-        let mut remaining =
-            deletion::delete_labelled_where(&self.api::<Job>(ctx), ctx, SUB_JOB, &install_jobs)
-                .await?;
-        remaining += deletion::delete_labelled(&self.api::<Secret>(ctx), ctx, SUB_JOB).await?;
-        remaining += deletion::delete_labelled(&self.api::<RoleBinding>(ctx), ctx, SUB_JOB).await?;
-        remaining +=
-            deletion::delete_labelled(&self.api::<ServiceAccount>(ctx), ctx, SUB_JOB).await?;
+        let mut remaining = 0;
+        // Every namespace an install ran in: the release's, and those of earlier runs.
+        for namespace in ctx.namespaces() {
+            let jobs: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let bindings: Api<RoleBinding> = Api::namespaced(self.client.clone(), namespace);
+            let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+            remaining +=
+                deletion::delete_labelled_where(&jobs, ctx, SUB_JOB, &install_jobs).await?;
+            remaining += deletion::delete_labelled(&secrets, ctx, SUB_JOB).await?;
+            remaining += deletion::delete_labelled(&bindings, ctx, SUB_JOB).await?;
+            remaining += deletion::delete_labelled(&accounts, ctx, SUB_JOB).await?;
+        }
         let cluster_bindings: Api<ClusterRoleBinding> = Api::all(self.client.clone());
         remaining += deletion::delete_labelled(&cluster_bindings, ctx, SUB_JOB).await?;
         Ok(remaining)

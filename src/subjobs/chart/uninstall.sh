@@ -3,9 +3,17 @@
 # Run by the uninstall Job as `/bin/sh -c` in the runner image (busybox sh). Every word that
 # comes from the enablement is a quoted variable after `--`, so that none can be read as an option.
 set -eu
-if ! helm status --namespace="$NAMESPACE" -- "$RELEASE" >/dev/null 2>&1; then
-  echo "release $RELEASE is not installed"
-  exit 0
+if ! status=$(helm status --namespace="$NAMESPACE" -- "$RELEASE" 2>&1); then
+  case "$status" in
+    *"release: not found"*)
+      echo "release $RELEASE is not installed"
+      exit 0
+      ;;
+  esac
+  # Any other failure (no rights, no API server) says nothing about the release: fail, so the
+  # step is retried rather than the release left behind.
+  echo "helm status $RELEASE failed: $status" >&2
+  exit 1
 fi
 # Only a release of this enablement's (labelled with its uid, or unlabelled and installed by it
 # before releases were labelled: ADOPT_UNLABELLED) is uninstalled; another is left untouched.

@@ -274,6 +274,43 @@ pub struct FederationEnablementStatus {
     /// Chart version last installed by InstallFederationChart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart_version: Option<String>,
+    /// What the enablement ever created and where. Never reset by a new run, a retry or a spec
+    /// change, only extended: the teardown is driven by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<CreatedRecord>,
+}
+
+/// What an enablement ever created and where, written when a subjob's attempt starts (before
+/// its executor acts) and only ever extended. The teardown undoes what it names, with the
+/// release, runner image and installer role of the last install (checked again against the
+/// controller's allowlists).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedRecord {
+    /// The subjobs that ever started: what their teardown steps undo may exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_jobs: Vec<SubJobType>,
+    /// Every control-plane namespace a subjob ever ran for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// The control-plane namespace of the last run that started a subjob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_namespace: Option<String>,
+    /// The Helm release of the last install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// The namespace of that release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_namespace: Option<String>,
+    /// The runner image of the last install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_image: Option<String>,
+    /// The ClusterRole the last install's installer was bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer_cluster_role: Option<String>,
+    /// The last install bound its installer role cluster-wide.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_scoped: bool,
 }
 
 impl FederationEnablementStatus {
