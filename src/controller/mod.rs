@@ -117,17 +117,23 @@ impl Context {
 ///
 /// Every watch has its own backoff and reports to `health`; its errors never reach the
 /// controller's trigger queue, so one failing watch neither pauses the others nor the store.
+/// The annotation `kubectl apply` keeps a whole copy of the object in.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// The watch of FederationEnablements the controller and the HTTP cache keep: a consistent list
 /// (not `any_semantic`: a relist after the API server restarts must not put back versions older
-/// than those this controller already wrote on), with its own backoff, and without
-/// `managedFields`, which nothing here reads and which would be most of each object held in
-/// memory (one entry per field manager, ours and kubectl's).
+/// than those this controller already wrote on), with its own backoff, and without what nothing
+/// here reads and what would be most of each object held in memory: `managedFields` (one entry
+/// per field manager, ours and kubectl's) and the copy `kubectl apply` keeps in an annotation.
 pub fn enablement_watch(
     api: Api<FederationEnablement>,
 ) -> impl futures::Stream<Item = Result<watcher::Event<FederationEnablement>, watcher::Error>> {
     watcher(api, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(|fe| fe.managed_fields_mut().clear())
+        .modify(|fe| {
+            fe.managed_fields_mut().clear();
+            fe.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+        })
 }
 
 pub async fn run(
@@ -385,6 +391,7 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
 mod tests {
     use futures::StreamExt;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::ResourceExt;
     use kube::runtime::reflector::{self, ObjectRef};
     use kube::runtime::watcher::Event;
 
@@ -428,10 +435,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_enablement_watch_holds_no_managed_fields() {
+    async fn the_enablement_watch_holds_no_managed_fields_and_no_last_applied_copy() {
         let server = crate::testing::FakeApiServer::new();
         let mut object =
             serde_json::to_value(enablement("team-a", "fleet-a", "uid-1")).expect("json");
+        object["metadata"]["annotations"] = serde_json::json!({
+            "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\":{}}",
+            "federation.fleet.dev/retry": "1",
+        });
         object["metadata"]["managedFields"] = serde_json::json!([{
             "manager": "kubectl", "operation": "Apply", "apiVersion": "federation.fleet.dev/v1alpha1",
             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:clusterGroupID": {}}},
@@ -443,6 +454,12 @@ mod tests {
         while let Some(event) = events.next().await {
             match event.expect("an event") {
                 Event::InitApply(fe) => {
+                    let annotations: Vec<&String> = fe.annotations().keys().collect();
+                    assert_eq!(
+                        annotations,
+                        ["federation.fleet.dev/retry"],
+                        "others are kept"
+                    );
                     assert!(fe.metadata.managed_fields.unwrap_or_default().is_empty());
                     seen += 1;
                 }
