@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ::http::{Method, Request, StatusCode};
 use axum::body::Body;
 use federation_controller::api::FederationEnablement;
-use federation_controller::http::{AppState, Authorizer, FederationCache, router};
+use federation_controller::http::{AppState, Authorizer, FederationCache, router, router_with};
 use federation_controller::metrics::Metrics;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
@@ -79,6 +79,15 @@ struct Api {
 
 impl Api {
     fn new(objects: Vec<Value>, auth: Authorizer) -> Self {
+        Self::with_routes(objects, auth, axum::Router::new())
+    }
+
+    /// The API with `extra` routes beside its own.
+    fn with_routes(
+        objects: Vec<Value>,
+        auth: Authorizer,
+        extra: axum::Router<Arc<AppState>>,
+    ) -> Self {
         let clock = ManualClock::new();
         let state = Arc::new(AppState {
             cache: FederationCache::from_objects(parse(objects)),
@@ -88,7 +97,7 @@ impl Api {
             health: Default::default(),
         });
         Api {
-            app: router(state),
+            app: router_with(state, extra),
             clock,
         }
     }
@@ -648,6 +657,34 @@ async fn a_failing_review_is_a_500_not_a_leak() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error_code"], "FED.5000001");
     assert!(!body.to_string().contains("good"), "tokens never echoed");
+}
+
+// ---- the router's layers ----
+
+/// The body of GET `uri`, as sent.
+async fn raw_body(api: &Api, uri: &str) -> String {
+    let (status, body, _) = api
+        .call(Request::get(uri).body(Body::empty()).expect("request"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn an_extra_route_passes_through_the_layers_of_the_real_ones() {
+    let api = Api::with_routes(
+        vec![],
+        Authorizer::None,
+        axum::Router::new().route("/fixed", axum::routing::get(|| async { "{}" })),
+    );
+    let response = response(&api, "/fixed").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let metrics = raw_body(&api, "/metrics").await;
+    assert!(
+        metrics.contains(r#"federation_http_requests_total{route="/fixed",status="200"} 1"#),
+        "{metrics}"
+    );
 }
 
 // ---- operations endpoints ----

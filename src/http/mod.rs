@@ -28,7 +28,9 @@ pub use connections::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIM
 pub use decisions::{DECISION_TTL, DEFAULT_AUTH_CACHE_SIZE};
 pub use error::{ApiError, codes};
 pub use quotas::{DEFAULT_MAX_STREAMS_PER_USER, DEFAULT_TOKEN_REVIEWS_PER_SECOND};
-pub use routes::{DEFAULT_LIMIT, MAX_LIMIT, Page, parse_page, parse_watch, router, valid_fleet_id};
+pub use routes::{
+    DEFAULT_LIMIT, MAX_LIMIT, Page, parse_page, parse_watch, router, router_with, valid_fleet_id,
+};
 pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve, serve_with_limits};
 
 use error::json_response;

@@ -21,6 +21,12 @@ use super::{
 
 /// The routes; `/metrics` counts every request by route template and status.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The routes and `extra` beside them, every one under the same layers (a benchmark's
+/// fixed-body ceiling pays what a real route pays).
+pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
     Router::new()
         .route(
             "/v1/clustergroups/{clustergroupid}/federations/progress",
@@ -35,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/openapi.json",
             get(|| async { json_response(StatusCode::OK, &openapi::document()) }),
         )
+        .merge(extra)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))
