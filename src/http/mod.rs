@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::health::WatchHealth;
 use crate::metrics::Metrics;
 pub use auth::{AuthConfig, AuthError, Authorizer, Identity};
-pub use cache::FederationCache;
+pub use cache::{Cached, FederationCache};
 pub use connections::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};
 pub use decisions::{DECISION_TTL, DEFAULT_AUTH_CACHE_SIZE};
 pub use error::{ApiError, codes};
@@ -33,7 +33,7 @@ pub use routes::{
 };
 pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve, serve_with_limits};
 
-use error::json_response;
+use error::{json_bytes_response, json_response};
 use routes::{ClientAddr, listable_namespaces, token, visible};
 
 /// What the handlers share.

@@ -13,10 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kube::ResourceExt;
 
 use super::{
-    ApiError, AppState, AuthError, Identity, codes, dashboard, json_response, openapi, stream, wire,
+    ApiError, AppState, AuthError, Identity, codes, dashboard, json_bytes_response, json_response,
+    openapi, stream, wire,
 };
 
 /// The routes; `/metrics` counts every request by route template and status.
@@ -201,27 +201,31 @@ async fn progress(
         ));
     }
     let who = state.auth.authenticate(token(&headers), from).await?;
-    let fe = state.cache.by_fleet(&fleet);
+    let cached = state.cache.by_fleet(&fleet);
     // A caller who may not see it learns nothing, not even that it exists; so a missing fleet
     // costs the same access review as a forbidden one, and neither answer nor timing differs.
-    let (namespace, name) = match &fe {
-        Some(fe) => (Some(fe.namespace().unwrap_or_default()), fe.name_any()),
-        None => (None, fleet.clone()),
+    let (namespace, name) = match &cached {
+        Some(cached) => (Some(cached.key.0.as_str()), cached.key.1.as_str()),
+        None => (None, fleet.as_str()),
     };
     let allowed = state
         .auth
-        .may(who.as_ref(), "get", namespace.as_deref(), Some(&name))
+        .may(who.as_ref(), "get", namespace, Some(name))
         .await?;
-    let Some(fe) = fe.filter(|_| allowed) else {
+    let Some(cached) = cached.filter(|_| allowed) else {
         return Err(ApiError::not_found(&fleet));
     };
     if watch {
         let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
-        return Ok(stream::progress(state.clone(), fe, caller));
+        return Ok(stream::progress(
+            state.clone(),
+            cached.object.clone(),
+            caller,
+        ));
     }
-    Ok(json_response(
+    Ok(json_bytes_response(
         StatusCode::OK,
-        &wire::progress(&fe, state.clock.now()),
+        cached.progress.at(state.clock.now()),
     ))
 }
 
@@ -325,16 +329,13 @@ async fn list(
     let filter: Option<&dyn Fn(&crate::api::FederationEnablement) -> bool> =
         allowed.as_ref().map(|_| &in_allowed_namespace as _);
     let (total, page_items) = state.cache.page(page.offset, page.limit, filter);
-    Ok(json_response(
+    Ok(json_bytes_response(
         StatusCode::OK,
-        &wire::FederationList {
-            items: page_items
-                .iter()
-                .map(|fe| wire::federation_item(fe))
-                .collect(),
+        wire::list_json(
+            page_items.iter().map(|cached| &cached.item),
             total,
-            limit: page.limit,
-            offset: page.offset,
-        },
+            page.limit,
+            page.offset,
+        ),
     ))
 }
