@@ -34,7 +34,7 @@ pub use routes::{
 pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve, serve_with_limits};
 
 use error::{json_bytes_response, json_response};
-use routes::{ClientAddr, listable_namespaces, token, visible};
+use routes::{CallerToken, ClientAddr, listable_namespaces, visible};
 
 /// What the handlers share.
 pub struct AppState {

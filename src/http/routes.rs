@@ -143,8 +143,19 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The caller's token ([`token`]), read without copying the other headers.
+pub(super) struct CallerToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerToken {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(CallerToken(token(&parts.headers).map(str::to_string)))
+    }
+}
+
 /// The caller's token: `X-Auth-Token`, else `Authorization: Bearer`.
-pub(super) fn token(headers: &HeaderMap) -> Option<&str> {
+fn token(headers: &HeaderMap) -> Option<&str> {
     if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
         return Some(token.trim());
     }
@@ -190,7 +201,7 @@ async fn progress(
     ClientAddr(from): ClientAddr,
     Path(fleet): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    CallerToken(bearer): CallerToken,
 ) -> Result<Response, ApiError> {
     let watch = parse_watch(query.as_deref())?;
     if !valid_fleet_id(&fleet) {
@@ -200,7 +211,7 @@ async fn progress(
             "clustergroupid must be 1-64 characters of lower-case letters, digits and '-'",
         ));
     }
-    let who = state.auth.authenticate(token(&headers), from).await?;
+    let who = state.auth.authenticate(bearer.as_deref(), from).await?;
     let cached = state.cache.by_fleet(&fleet);
     // A caller who may not see it learns nothing, not even that it exists; so a missing fleet
     // costs the same access review as a forbidden one, and neither answer nor timing differs.
@@ -216,7 +227,7 @@ async fn progress(
         return Err(ApiError::not_found(&fleet));
     };
     if watch {
-        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
+        let caller = stream::Caller::admit(&state, bearer.as_deref(), who, from)?;
         return Ok(stream::progress(
             state.clone(),
             cached.object.clone(),
@@ -278,7 +289,7 @@ pub fn parse_page(query: Option<&str>) -> Result<Page, ApiError> {
 /// None when the caller may list cluster-wide, else the namespaces they may list in.
 pub(super) async fn listable_namespaces(
     state: &AppState,
-    who: Option<&Identity>,
+    who: Option<&Arc<Identity>>,
 ) -> Result<Option<BTreeSet<String>>, AuthError> {
     if state.auth.may(who, "list", None, None).await? {
         return Ok(None);
@@ -309,14 +320,14 @@ async fn list(
     State(state): State<Arc<AppState>>,
     ClientAddr(from): ClientAddr,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    CallerToken(bearer): CallerToken,
 ) -> Result<Response, ApiError> {
     let page = parse_page(query.as_deref())?;
     let watch = parse_watch(query.as_deref())?;
-    let who = state.auth.authenticate(token(&headers), from).await?;
+    let who = state.auth.authenticate(bearer.as_deref(), from).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
+        let caller = stream::Caller::admit(&state, bearer.as_deref(), who, from)?;
         return Ok(stream::list(
             state.clone(),
             caller,
