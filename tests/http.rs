@@ -10,9 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ::http::{Method, Request, StatusCode};
 use axum::body::Body;
 use federation_controller::api::FederationEnablement;
-use federation_controller::http::{AppState, Authorizer, FederationCache, router};
+use federation_controller::clock::Clock;
+use federation_controller::http::{
+    AppState, Authorizer, FederationCache, router, router_with, wire,
+};
 use federation_controller::metrics::Metrics;
 use http_body_util::BodyExt;
+use kube::ResourceExt;
+use kube::runtime::watcher::Event as WatchEvent;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{FakeApiServer, ManualClock};
@@ -75,21 +80,33 @@ fn parse(values: impl IntoIterator<Item = Value>) -> Vec<FederationEnablement> {
 struct Api {
     app: axum::Router,
     clock: ManualClock,
+    cache: FederationCache,
 }
 
 impl Api {
     fn new(objects: Vec<Value>, auth: Authorizer) -> Self {
+        Self::with_routes(objects, auth, axum::Router::new())
+    }
+
+    /// The API with `extra` routes beside its own.
+    fn with_routes(
+        objects: Vec<Value>,
+        auth: Authorizer,
+        extra: axum::Router<Arc<AppState>>,
+    ) -> Self {
         let clock = ManualClock::new();
+        let cache = FederationCache::from_objects(parse(objects));
         let state = Arc::new(AppState {
-            cache: FederationCache::from_objects(parse(objects)),
+            cache: cache.clone(),
             auth,
             metrics: Arc::new(Metrics::new()),
             clock: Arc::new(clock.clone()),
             health: Default::default(),
         });
         Api {
-            app: router(state),
+            app: router_with(state, extra),
             clock,
+            cache,
         }
     }
 
@@ -648,6 +665,158 @@ async fn a_failing_review_is_a_500_not_a_leak() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["error_code"], "FED.5000001");
     assert!(!body.to_string().contains("good"), "tokens never echoed");
+}
+
+// ---- answers serialized once per change ----
+
+/// Every `currentTimestamp` of a progress answer: the job's, then its subjobs'.
+fn current_timestamps(job: &Value) -> Vec<Value> {
+    let mut stamps = vec![job["metadata"]["annotations"]["currentTimestamp"].clone()];
+    for sub in job["spec"]["subJobs"].as_array().into_iter().flatten() {
+        stamps.push(sub["metadata"]["annotations"]["currentTimestamp"].clone());
+    }
+    stamps
+}
+
+#[tokio::test]
+async fn the_progress_answer_is_the_serialized_job_byte_for_byte() {
+    let mut deleting = running("fleet-b", "team-a", "fleet-b");
+    deleting["status"]["phase"] = json!("Deleting");
+    deleting["status"]["teardown"] = json!({"jobUID": "t", "phase": "Running",
+        "steps": [{"type": "ReleaseNode", "uid": "t-1", "phase": "Running", "attempts": 1}]});
+    let objects = vec![running("fleet-a", "team-a", "fleet-a"), deleting];
+    let api = Api::open(objects.clone());
+    api.clock.advance(61);
+    for fe in parse(objects) {
+        let uri = format!(
+            "/v1/clustergroups/{}/federations/progress",
+            fe.spec.cluster_group_id
+        );
+        let expected = serde_json::to_string(&wire::progress(&fe, api.clock.now())).expect("json");
+        assert_eq!(raw_body(&api, &uri).await, expected);
+    }
+}
+
+#[tokio::test]
+async fn every_current_timestamp_is_the_time_of_its_own_response() {
+    let api = Api::open(vec![running("fleet-a", "team-a", "fleet-a")]);
+    for (advance, expected) in [
+        (0, "2026-01-15 08:00:00 +0000 UTC"),
+        (5, "2026-01-15 08:00:05 +0000 UTC"),
+        (3600, "2026-01-15 09:00:05 +0000 UTC"),
+    ] {
+        api.clock.advance(advance);
+        let (_, body) = api.get(PROGRESS).await;
+        let stamps = current_timestamps(&body);
+        assert_eq!(stamps.len(), 5, "the job and its four subjobs");
+        assert!(stamps.iter().all(|s| s == expected), "{stamps:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_in_the_cache_is_in_the_next_answer() {
+    let api = Api::open(vec![running("fleet-a", "team-a", "fleet-a")]);
+    let list = "/api/v1/sso/federations";
+    assert_eq!(api.get(PROGRESS).await.1["status"]["phase"], "Running");
+    assert_eq!(api.get(list).await.1["items"][0]["status"], "federating");
+
+    let done = with_status(
+        running("fleet-a", "team-a", "fleet-a"),
+        json!({"phase": "Success", "jobUID": "job-1", "completionTime": "2026-01-15T08:00:00Z"}),
+    );
+    api.cache
+        .apply(WatchEvent::Apply(parse([done.clone()]).remove(0)));
+    assert_eq!(api.get(PROGRESS).await.1["status"]["phase"], "Success");
+    assert_eq!(api.get(list).await.1["items"][0]["status"], "federated");
+
+    api.cache
+        .apply(WatchEvent::Apply(parse([fleet(1)]).remove(0)));
+    assert_eq!(
+        api.get(list).await.1["total"],
+        2,
+        "an added enablement is listed"
+    );
+
+    api.cache.apply(WatchEvent::Delete(parse([done]).remove(0)));
+    assert_eq!(api.get(PROGRESS).await.0, StatusCode::NOT_FOUND);
+    let (_, body) = api.get(list).await;
+    assert_eq!(body["total"], 1, "a deleted enablement is not listed");
+    assert_eq!(body["items"][0]["platformUuid"], "fleet-01");
+}
+
+/// The page as the list route wrote it before pages were cut from a snapshot: the enablements
+/// by namespace then name, skipped to `offset`, serialized whole.
+fn page_walked_to(objects: &[Value], offset: usize, limit: usize) -> String {
+    let mut all = parse(objects.to_vec());
+    all.sort_by_key(|fe| (fe.namespace().unwrap_or_default(), fe.name_any()));
+    serde_json::to_string(&wire::FederationList {
+        items: all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(wire::federation_item)
+            .collect(),
+        total: all.len(),
+        limit,
+        offset,
+    })
+    .expect("json")
+}
+
+#[tokio::test]
+async fn each_list_page_is_the_page_walked_to_its_offset_before_and_after_changes() {
+    let mut objects: Vec<Value> = (0..25).map(fleet).collect();
+    let api = Api::open(objects.clone());
+    for round in 0..2 {
+        for limit in [1, 7, 20] {
+            for offset in 0..=27 {
+                assert_eq!(
+                    raw_body(
+                        &api,
+                        &format!("/api/v1/sso/federations?limit={limit}&offset={offset}")
+                    )
+                    .await,
+                    page_walked_to(&objects, offset, limit),
+                    "round {round}, limit {limit}, offset {offset}"
+                );
+            }
+        }
+        // An enablement in the middle goes, one sorting first comes: the next pages see both.
+        let gone = objects.remove(12);
+        api.cache.apply(WatchEvent::Delete(parse([gone]).remove(0)));
+        let first = running("aaa", "team-a", "fleet-aaa");
+        api.cache
+            .apply(WatchEvent::Apply(parse([first.clone()]).remove(0)));
+        objects.push(first);
+    }
+}
+
+// ---- the router's layers ----
+
+/// The body of GET `uri`, as sent.
+async fn raw_body(api: &Api, uri: &str) -> String {
+    let (status, body, _) = api
+        .call(Request::get(uri).body(Body::empty()).expect("request"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn an_extra_route_passes_through_the_layers_of_the_real_ones() {
+    let api = Api::with_routes(
+        vec![],
+        Authorizer::None,
+        axum::Router::new().route("/fixed", axum::routing::get(|| async { "{}" })),
+    );
+    let response = response(&api, "/fixed").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let metrics = raw_body(&api, "/metrics").await;
+    assert!(
+        metrics.contains(r#"federation_http_requests_total{route="/fixed",status="200"} 1"#),
+        "{metrics}"
+    );
 }
 
 // ---- operations endpoints ----

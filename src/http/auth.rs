@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -72,7 +73,8 @@ impl Default for AuthConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct AccessKey {
-    who: Identity,
+    /// Shared with the token cache: a cached decision costs no copy of the caller.
+    who: Arc<Identity>,
     verb: &'static str,
     namespace: Option<String>,
     name: Option<String>,
@@ -87,7 +89,7 @@ pub enum Authorizer {
 pub struct KubernetesAuth {
     client: Client,
     audience: Option<String>,
-    tokens: Decisions<[u8; 32], Option<Identity>>,
+    tokens: Decisions<[u8; 32], Option<Arc<Identity>>>,
     access: Decisions<AccessKey, bool>,
     review_rate: ReviewRate,
     streams: StreamQuota,
@@ -116,7 +118,7 @@ impl Authorizer {
         &self,
         token: Option<&str>,
         from: Option<IpAddr>,
-    ) -> Result<Option<Identity>, AuthError> {
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
         match self {
             Authorizer::None => Ok(None),
             Authorizer::Kubernetes(k) => {
@@ -135,7 +137,7 @@ impl Authorizer {
     /// optionally on one `name`? Everyone may when authentication is off.
     pub async fn may(
         &self,
-        who: Option<&Identity>,
+        who: Option<&Arc<Identity>>,
         verb: &'static str,
         namespace: Option<&str>,
         name: Option<&str>,
@@ -176,7 +178,7 @@ impl KubernetesAuth {
         &self,
         token: &str,
         from: Option<IpAddr>,
-    ) -> Result<Option<Identity>, AuthError> {
+    ) -> Result<Option<Arc<Identity>>, AuthError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(decision) = self.tokens.get(&key) {
             return Ok(decision);
@@ -206,11 +208,13 @@ impl KubernetesAuth {
                     .is_none_or(|a| s.audiences.iter().flatten().any(|b| b == a))
             })
             .and_then(|s| s.user)
-            .map(|user| Identity {
-                username: user.username.unwrap_or_default(),
-                uid: user.uid,
-                groups: user.groups.unwrap_or_default(),
-                extra: user.extra.unwrap_or_default(),
+            .map(|user| {
+                Arc::new(Identity {
+                    username: user.username.unwrap_or_default(),
+                    uid: user.uid,
+                    groups: user.groups.unwrap_or_default(),
+                    extra: user.extra.unwrap_or_default(),
+                })
             });
         self.tokens.remember(key, identity.clone());
         Ok(identity)

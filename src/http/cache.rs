@@ -1,49 +1,93 @@
 //! The HTTP API's own cache of FederationEnablements, kept by its own watch so that every
 //! replica serves reads whether or not it leads. Lookups by fleet are O(1) through an index the
 //! watch keeps up to date; the list is ordered by namespace, then name.
+//!
+//! The watch also serializes each enablement's answers once per change ([`Cached`]), so a
+//! request copies bytes instead of building and serializing a job; and a page of the list is
+//! cut from an ordered snapshot, rebuilt on the first read after a change, instead of walking
+//! the map to its offset.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
+use super::wire;
 use crate::api::FederationEnablement;
 use crate::policy::{FleetSeniority, fleet_seniority};
 
 type Key = (String, String);
 
+/// An enablement with its answers, serialized when the watch applies it.
+#[derive(Debug)]
+pub struct Cached {
+    /// `(namespace, name)`: the namespace is empty when the object has none.
+    pub key: Key,
+    pub object: Arc<FederationEnablement>,
+    /// The progress route's answer, but for the times of the request.
+    pub progress: wire::ProgressBody,
+    /// This enablement as an item of the list route.
+    pub item: Bytes,
+}
+
+impl Cached {
+    pub fn new(fe: FederationEnablement) -> Self {
+        Cached {
+            key: key_of(&fe),
+            progress: wire::ProgressBody::new(&fe),
+            item: wire::item_json(&fe),
+            object: Arc::new(fe),
+        }
+    }
+}
+
+/// Every enablement in list order, for cutting pages by position.
+type Ordered = Arc<Vec<Arc<Cached>>>;
+
 #[derive(Default)]
 struct Index {
-    by_key: BTreeMap<Key, Arc<FederationEnablement>>,
+    by_key: BTreeMap<Key, Arc<Cached>>,
     /// Every enablement naming a fleet, oldest first: the first one owns it.
-    by_fleet: HashMap<String, BTreeMap<FleetSeniority, Key>>,
+    by_fleet: HashMap<String, BTreeMap<FleetSeniority, Arc<Cached>>>,
+    /// `by_key`'s values, built on the first read after a change (writers hold the write lock,
+    /// so a snapshot is never built from a half-applied change nor outlives one).
+    ordered: OnceLock<Ordered>,
 }
 
 impl Index {
-    fn insert(&mut self, fe: FederationEnablement) {
-        let key = key_of(&fe);
-        self.remove(&key);
+    fn insert(&mut self, cached: Cached) {
+        let cached = Arc::new(cached);
+        self.remove(&cached.key);
         self.by_fleet
-            .entry(fe.spec.cluster_group_id.clone())
+            .entry(cached.object.spec.cluster_group_id.clone())
             .or_default()
-            .insert(fleet_seniority(&fe), key.clone());
-        self.by_key.insert(key, Arc::new(fe));
+            .insert(fleet_seniority(&cached.object), cached.clone());
+        self.by_key.insert(cached.key.clone(), cached);
+        self.ordered = OnceLock::new();
     }
 
     fn remove(&mut self, key: &Key) {
         let Some(old) = self.by_key.remove(key) else {
             return;
         };
-        let fleet = &old.spec.cluster_group_id;
+        self.ordered = OnceLock::new();
+        let fleet = &old.object.spec.cluster_group_id;
         if let Some(members) = self.by_fleet.get_mut(fleet) {
-            members.remove(&fleet_seniority(&old));
+            members.remove(&fleet_seniority(&old.object));
             if members.is_empty() {
                 self.by_fleet.remove(fleet);
             }
         }
+    }
+
+    fn ordered(&self) -> Ordered {
+        self.ordered
+            .get_or_init(|| Arc::new(self.by_key.values().cloned().collect()))
+            .clone()
     }
 }
 
@@ -123,7 +167,7 @@ impl FederationCache {
         {
             let mut index = cache.write();
             for fe in objects {
-                index.insert(fe);
+                index.insert(Cached::new(fe));
             }
         }
         cache.ready.send_replace(true);
@@ -148,44 +192,43 @@ impl FederationCache {
     }
 
     /// The enablement that owns `fleet` (the oldest naming it).
-    pub fn by_fleet(&self, fleet: &str) -> Option<Arc<FederationEnablement>> {
+    pub fn by_fleet(&self, fleet: &str) -> Option<Arc<Cached>> {
         let index = self.read();
-        let (_, key) = index.by_fleet.get(fleet)?.first_key_value()?;
-        index.by_key.get(key).cloned()
+        let (_, owner) = index.by_fleet.get(fleet)?.first_key_value()?;
+        Some(owner.clone())
     }
 
     /// Every enablement, by namespace then name.
     pub fn all(&self) -> Vec<Arc<FederationEnablement>> {
-        self.read().by_key.values().cloned().collect()
+        self.read()
+            .by_key
+            .values()
+            .map(|c| c.object.clone())
+            .collect()
     }
 
     /// One page of the enablements `visible` admits (all when None), in list order, and how
-    /// many it admits.
+    /// many it admits. Without a filter the page is cut by position, whatever the offset.
     pub fn page(
         &self,
         offset: usize,
         limit: usize,
         visible: Option<&dyn Fn(&FederationEnablement) -> bool>,
-    ) -> (usize, Vec<Arc<FederationEnablement>>) {
-        let index = self.read();
+    ) -> (usize, Vec<Arc<Cached>>) {
+        let ordered = self.read().ordered();
         let Some(visible) = visible else {
-            let page = index
-                .by_key
-                .values()
-                .skip(offset)
-                .take(limit)
-                .cloned()
-                .collect();
-            return (index.by_key.len(), page);
+            let start = offset.min(ordered.len());
+            let end = start.saturating_add(limit).min(ordered.len());
+            return (ordered.len(), ordered[start..end].to_vec());
         };
         let mut total = 0;
-        let mut page = Vec::with_capacity(limit.min(index.by_key.len()));
-        for fe in index.by_key.values() {
-            if !visible(fe) {
+        let mut page = Vec::with_capacity(limit.min(ordered.len()));
+        for cached in ordered.iter() {
+            if !visible(&cached.object) {
                 continue;
             }
             if total >= offset && page.len() < limit {
-                page.push(fe.clone());
+                page.push(cached.clone());
             }
             total += 1;
         }
@@ -216,8 +259,10 @@ impl FederationCache {
     pub fn apply(&self, event: watcher::Event<FederationEnablement>) {
         match event {
             watcher::Event::Apply(fe) => {
-                let key = key_of(&fe);
-                self.write().insert(fe);
+                // Serialized before the lock is taken: readers never wait for it.
+                let cached = Cached::new(fe);
+                let key = cached.key.clone();
+                self.write().insert(cached);
                 self.notify(Some(key));
             }
             watcher::Event::Delete(fe) => {
@@ -229,13 +274,14 @@ impl FederationCache {
                 *self.pending.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
             }
             watcher::Event::InitApply(fe) => {
+                let cached = Cached::new(fe);
                 if let Some(pending) = self
                     .pending
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_mut()
                 {
-                    pending.insert(fe);
+                    pending.insert(cached);
                 }
             }
             watcher::Event::InitDone => {
@@ -327,7 +373,7 @@ impl FederationCache {
         self.read()
             .by_key
             .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .map(|c| c.object.clone())
     }
 
     /// Keeps the cache in step with a watch stream until it ends. The stream's errors are
@@ -373,7 +419,7 @@ mod tests {
             "2026-01-01T00:00:00Z",
         )));
         assert_eq!(
-            cache.by_fleet("f").map(|f| f.name_any()).as_deref(),
+            cache.by_fleet("f").map(|f| f.object.name_any()).as_deref(),
             Some("old")
         );
         cache.apply(watcher::Event::Delete(fe(
@@ -383,7 +429,7 @@ mod tests {
             "2026-01-01T00:00:00Z",
         )));
         assert_eq!(
-            cache.by_fleet("f").map(|f| f.name_any()).as_deref(),
+            cache.by_fleet("f").map(|f| f.object.name_any()).as_deref(),
             Some("new")
         );
         assert!(cache.by_fleet("other").is_none());

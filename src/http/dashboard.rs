@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kube::ResourceExt;
 use serde::Serialize;
 
 use super::{
-    ApiError, AppState, ClientAddr, json_response, listable_namespaces, parse_watch, stream, token,
-    visible,
+    ApiError, AppState, CallerToken, ClientAddr, json_response, listable_namespaces, parse_watch,
+    stream, visible,
 };
 use crate::api::{FederationEnablement, JobPhase, StepStatus, SubJobType, TeardownStepType};
 
@@ -159,13 +159,13 @@ async fn rows(
     State(state): State<Arc<AppState>>,
     ClientAddr(from): ClientAddr,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    CallerToken(bearer): CallerToken,
 ) -> Result<Response, ApiError> {
     let watch = parse_watch(query.as_deref())?;
-    let who = state.auth.authenticate(token(&headers), from).await?;
+    let who = state.auth.authenticate(bearer.as_deref(), from).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
+        let caller = stream::Caller::admit(&state, bearer.as_deref(), who, from)?;
         return Ok(stream::list(state.clone(), caller, allowed, row));
     }
     let items = state

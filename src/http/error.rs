@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Serialize;
 use tracing::warn;
 
@@ -111,17 +112,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `body`, JSON already, with its status.
+pub(super) fn json_bytes_response(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.into(),
+    )
+        .into_response()
+}
+
 pub(super) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            status,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            bytes,
-        )
-            .into_response(),
+        Ok(bytes) => json_bytes_response(status, bytes),
         Err(error) => {
             warn!(%error, "could not serialize a response");
             (

@@ -23,16 +23,18 @@ use crate::clock::Clock;
 use crate::health::WatchHealth;
 use crate::metrics::Metrics;
 pub use auth::{AuthConfig, AuthError, Authorizer, Identity};
-pub use cache::FederationCache;
+pub use cache::{Cached, FederationCache};
 pub use connections::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT};
 pub use decisions::{DECISION_TTL, DEFAULT_AUTH_CACHE_SIZE};
 pub use error::{ApiError, codes};
 pub use quotas::{DEFAULT_MAX_STREAMS_PER_USER, DEFAULT_TOKEN_REVIEWS_PER_SECOND};
-pub use routes::{DEFAULT_LIMIT, MAX_LIMIT, Page, parse_page, parse_watch, router, valid_fleet_id};
+pub use routes::{
+    DEFAULT_LIMIT, MAX_LIMIT, Page, parse_page, parse_watch, router, router_with, valid_fleet_id,
+};
 pub use serve::{ServeConfig, TLS_RELOAD_INTERVAL, serve, serve_with_limits};
 
-use error::json_response;
-use routes::{ClientAddr, listable_namespaces, token, visible};
+use error::{json_bytes_response, json_response};
+use routes::{CallerToken, ClientAddr, listable_namespaces, visible};
 
 /// What the handlers share.
 pub struct AppState {

@@ -13,14 +13,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use kube::ResourceExt;
 
 use super::{
-    ApiError, AppState, AuthError, Identity, codes, dashboard, json_response, openapi, stream, wire,
+    ApiError, AppState, AuthError, Identity, codes, dashboard, json_bytes_response, json_response,
+    openapi, stream, wire,
 };
 
 /// The routes; `/metrics` counts every request by route template and status.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The routes and `extra` beside them, every one under the same layers (a benchmark's
+/// fixed-body ceiling pays what a real route pays).
+pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
     Router::new()
         .route(
             "/v1/clustergroups/{clustergroupid}/federations/progress",
@@ -35,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/openapi.json",
             get(|| async { json_response(StatusCode::OK, &openapi::document()) }),
         )
+        .merge(extra)
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))
@@ -136,8 +143,19 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// The caller's token ([`token`]), read without copying the other headers.
+pub(super) struct CallerToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerToken {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(CallerToken(token(&parts.headers).map(str::to_string)))
+    }
+}
+
 /// The caller's token: `X-Auth-Token`, else `Authorization: Bearer`.
-pub(super) fn token(headers: &HeaderMap) -> Option<&str> {
+fn token(headers: &HeaderMap) -> Option<&str> {
     if let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) {
         return Some(token.trim());
     }
@@ -183,7 +201,7 @@ async fn progress(
     ClientAddr(from): ClientAddr,
     Path(fleet): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    CallerToken(bearer): CallerToken,
 ) -> Result<Response, ApiError> {
     let watch = parse_watch(query.as_deref())?;
     if !valid_fleet_id(&fleet) {
@@ -193,28 +211,32 @@ async fn progress(
             "clustergroupid must be 1-64 characters of lower-case letters, digits and '-'",
         ));
     }
-    let who = state.auth.authenticate(token(&headers), from).await?;
-    let fe = state.cache.by_fleet(&fleet);
+    let who = state.auth.authenticate(bearer.as_deref(), from).await?;
+    let cached = state.cache.by_fleet(&fleet);
     // A caller who may not see it learns nothing, not even that it exists; so a missing fleet
     // costs the same access review as a forbidden one, and neither answer nor timing differs.
-    let (namespace, name) = match &fe {
-        Some(fe) => (Some(fe.namespace().unwrap_or_default()), fe.name_any()),
-        None => (None, fleet.clone()),
+    let (namespace, name) = match &cached {
+        Some(cached) => (Some(cached.key.0.as_str()), cached.key.1.as_str()),
+        None => (None, fleet.as_str()),
     };
     let allowed = state
         .auth
-        .may(who.as_ref(), "get", namespace.as_deref(), Some(&name))
+        .may(who.as_ref(), "get", namespace, Some(name))
         .await?;
-    let Some(fe) = fe.filter(|_| allowed) else {
+    let Some(cached) = cached.filter(|_| allowed) else {
         return Err(ApiError::not_found(&fleet));
     };
     if watch {
-        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
-        return Ok(stream::progress(state.clone(), fe, caller));
+        let caller = stream::Caller::admit(&state, bearer.as_deref(), who, from)?;
+        return Ok(stream::progress(
+            state.clone(),
+            cached.object.clone(),
+            caller,
+        ));
     }
-    Ok(json_response(
+    Ok(json_bytes_response(
         StatusCode::OK,
-        &wire::progress(&fe, state.clock.now()),
+        cached.progress.at(state.clock.now()),
     ))
 }
 
@@ -267,7 +289,7 @@ pub fn parse_page(query: Option<&str>) -> Result<Page, ApiError> {
 /// None when the caller may list cluster-wide, else the namespaces they may list in.
 pub(super) async fn listable_namespaces(
     state: &AppState,
-    who: Option<&Identity>,
+    who: Option<&Arc<Identity>>,
 ) -> Result<Option<BTreeSet<String>>, AuthError> {
     if state.auth.may(who, "list", None, None).await? {
         return Ok(None);
@@ -298,14 +320,14 @@ async fn list(
     State(state): State<Arc<AppState>>,
     ClientAddr(from): ClientAddr,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    CallerToken(bearer): CallerToken,
 ) -> Result<Response, ApiError> {
     let page = parse_page(query.as_deref())?;
     let watch = parse_watch(query.as_deref())?;
-    let who = state.auth.authenticate(token(&headers), from).await?;
+    let who = state.auth.authenticate(bearer.as_deref(), from).await?;
     let allowed = listable_namespaces(&state, who.as_ref()).await?;
     if watch {
-        let caller = stream::Caller::admit(&state, token(&headers), who, from)?;
+        let caller = stream::Caller::admit(&state, bearer.as_deref(), who, from)?;
         return Ok(stream::list(
             state.clone(),
             caller,
@@ -318,16 +340,13 @@ async fn list(
     let filter: Option<&dyn Fn(&crate::api::FederationEnablement) -> bool> =
         allowed.as_ref().map(|_| &in_allowed_namespace as _);
     let (total, page_items) = state.cache.page(page.offset, page.limit, filter);
-    Ok(json_response(
+    Ok(json_bytes_response(
         StatusCode::OK,
-        &wire::FederationList {
-            items: page_items
-                .iter()
-                .map(|fe| wire::federation_item(fe))
-                .collect(),
+        wire::list_json(
+            page_items.iter().map(|cached| &cached.item),
             total,
-            limit: page.limit,
-            offset: page.offset,
-        },
+            page.limit,
+            page.offset,
+        ),
     ))
 }

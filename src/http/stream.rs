@@ -60,7 +60,7 @@ fn json_event(kind: &str, body: &impl serde::Serialize) -> Event {
 pub struct Caller {
     /// Kept to review it again: a revoked or expired token must not keep its streams.
     token: Option<String>,
-    who: Option<Identity>,
+    who: Option<Arc<Identity>>,
     /// The client's address, for the rate of token reviews.
     from: Option<IpAddr>,
     checked: Instant,
@@ -73,11 +73,11 @@ impl Caller {
     pub fn admit(
         state: &AppState,
         token: Option<&str>,
-        who: Option<Identity>,
+        who: Option<Arc<Identity>>,
         from: Option<IpAddr>,
     ) -> Result<Self, AuthError> {
         Ok(Caller {
-            _slot: state.auth.stream_slot(who.as_ref())?,
+            _slot: state.auth.stream_slot(who.as_deref())?,
             token: token.map(str::to_string),
             who,
             from,
