@@ -7,6 +7,7 @@
 //! No I/O and no clock of its own: everything it needs is an argument.
 
 mod conditions;
+mod phase;
 pub mod reasons;
 mod requeue;
 mod run;

@@ -14,11 +14,11 @@ use super::requeue::{self, PollIntervals};
 use super::step::{self, Applied, micro};
 use super::{
     Blocked, Command, Decision, InstallFacts, Mode, Observation, RunFacts, Transition,
-    monotonic_now, reasons, spec_hash,
+    monotonic_now, spec_hash,
 };
 use crate::api::{
-    CONTROL_PLANE_NAMESPACE_LABEL, EXTEND_PARAM_CHART_VERSION, EXTEND_PARAM_KUBECONFIG_SECRET,
-    FederationEnablementSpec, FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
+    EXTEND_PARAM_CHART_VERSION, EXTEND_PARAM_KUBECONFIG_SECRET, FederationEnablementSpec,
+    FederationEnablementStatus, JobPhase, SubJobPhase, SubJobType,
 };
 
 /// What the controller knows of the control-plane namespace before a subjob may start.
@@ -355,23 +355,6 @@ impl<'a> Round<'a> {
     }
 }
 
-/// Why an existing foreign namespace without the label is refused, and what lets the job go on.
-fn unlabelled_message(namespace: &str) -> String {
-    format!(
-        "controlPlane.namespace {namespace:?} exists but is not labelled \
-         {CONTROL_PLANE_NAMESPACE_LABEL}: \"true\"; a cluster admin opens it to control planes \
-         with that label, and the job proceeds by itself once it is there"
-    )
-}
-
-/// Why an existing namespace is refused for a Karmada control plane.
-fn not_created_here_message(namespace: &str) -> String {
-    format!(
-        "the Karmada control plane needs a namespace of its own, and {namespace:?} existed before \
-         this enablement created it; name a new one in controlPlane.namespace (or delete {namespace:?})"
-    )
-}
-
 /// Runs an attempt under way, with its start and deadline.
 fn attempt_command(sub_job: &crate::api::SubJobStatus, timeout: Duration) -> Command {
     let started_at = sub_job
@@ -497,7 +480,7 @@ fn settle_job(
         .sub_jobs
         .iter()
         .any(|s| s.phase != SubJobPhase::Pending);
-    let (phase, reason, message) = job_phase(status, input, namespace_ready);
+    let (phase, reason, message) = super::phase::job_phase(status, input, namespace_ready);
     let terminal = matches!(phase, JobPhase::Success | JobPhase::Failed);
     if terminal && status.phase != Some(phase) {
         status.completion_time = Some(micro(now));
@@ -512,113 +495,4 @@ fn settle_job(
     status.message = Some(message);
     status.progress = Some(format!("{succeeded}/{}", status.sub_jobs.len()));
     status.current_sub_jobs = super::joined_running(&status.sub_jobs);
-}
-
-/// The job's phase, reason and message.
-fn job_phase(
-    status: &FederationEnablementStatus,
-    input: &JobInput<'_>,
-    namespace_ready: bool,
-) -> (JobPhase, String, String) {
-    let count = |phase: SubJobPhase| status.sub_jobs.iter().filter(|s| s.phase == phase).count();
-    let succeeded = count(SubJobPhase::Success);
-    let running = count(SubJobPhase::Running);
-    let started = count(SubJobPhase::Pending) < status.sub_jobs.len();
-    let first_failed = status
-        .sub_jobs
-        .iter()
-        .find(|s| s.phase == SubJobPhase::Failed);
-    let total = status.sub_jobs.len();
-
-    if let Some(blocked) = &input.blocked {
-        return (
-            JobPhase::Failed,
-            blocked.reason.to_string(),
-            blocked.message.clone(),
-        );
-    }
-    if let Some(failed) = first_failed.filter(|_| running == 0) {
-        let message = format!(
-            "{} failed after {} attempt(s): {}",
-            failed.type_,
-            failed.attempts,
-            failed.message.as_deref().unwrap_or("no message")
-        );
-        let reason = failed.reason.clone();
-        return (
-            JobPhase::Failed,
-            reason.unwrap_or_else(|| reasons::FAILED.to_string()),
-            message,
-        );
-    }
-    if succeeded == total {
-        return (
-            JobPhase::Success,
-            reasons::SUCCEEDED.to_string(),
-            format!("all {succeeded} subjobs succeeded"),
-        );
-    }
-    if input.spec.suspend {
-        let phase = if started {
-            JobPhase::Running
-        } else {
-            JobPhase::Pending
-        };
-        return (
-            phase,
-            reasons::SUSPENDED.to_string(),
-            "spec.suspend is true: no new subjob starts".to_string(),
-        );
-    }
-    if started {
-        let message = match first_failed {
-            Some(failed) => format!(
-                "{} failed; waiting for running subjobs to finish",
-                failed.type_
-            ),
-            None => format!("{succeeded}/{total} subjobs succeeded"),
-        };
-        return (JobPhase::Running, reasons::RUNNING.to_string(), message);
-    }
-    if !namespace_ready {
-        match input.namespace {
-            NamespaceState::Unlabelled => {
-                return (
-                    JobPhase::Failed,
-                    reasons::NOT_ALLOWED.to_string(),
-                    unlabelled_message(&input.install.control_plane_namespace),
-                );
-            }
-            NamespaceState::NotCreatedHere => {
-                return (
-                    JobPhase::Failed,
-                    reasons::NOT_ALLOWED.to_string(),
-                    not_created_here_message(&input.install.control_plane_namespace),
-                );
-            }
-            // Looked at next in this reconcile: a refusal seen last time stands until then, so
-            // one that still holds is not reported afresh.
-            NamespaceState::Unchecked
-                if status.phase == Some(JobPhase::Failed)
-                    && status.reason.as_deref() == Some(reasons::NOT_ALLOWED) =>
-            {
-                return (
-                    JobPhase::Failed,
-                    reasons::NOT_ALLOWED.to_string(),
-                    status.message.clone().unwrap_or_default(),
-                );
-            }
-            _ => {}
-        }
-        return (
-            JobPhase::Pending,
-            reasons::WAITING_FOR_NAMESPACE.to_string(),
-            "creating the control-plane namespace".to_string(),
-        );
-    }
-    (
-        JobPhase::Pending,
-        reasons::PENDING.to_string(),
-        "no subjob has started yet".to_string(),
-    )
 }
