@@ -1,10 +1,13 @@
 //! Scale: 1,000 FederationEnablements driven to Success by the real controller binary with
 //! simulated executors, on the project's test API server (or `FEDERATION_E2E_KUBECONFIG`).
 //!
-//! Reports the time until all succeed, status writes per enablement (the controller's own
-//! counter), the controller's peak RSS, and the progress route's latency while it runs; beside
-//! them, the same server's raw rate of status patches from a tight client loop, the physical
-//! limit for this work.
+//! The enablements are created first; the clock starts when the controller starts. Reports the
+//! time until all succeed, status writes per enablement (the controller's own counter), every
+//! write the controller made (the API server's own `apiserver_request_total`, over the run), the
+//! controller's peak RSS and the API server's CPU share, and the progress route's latency while
+//! it runs; beside them, measured in the same run with the controller and its watches still
+//! running, the server's raw rate of status patches from a tight client loop, the physical limit
+//! for this work. Ends with `ratio` and `figure` lines.
 //!
 //! `cargo bench --bench scale` (options: `-- --enablements 1000 --concurrency 16 --delay-ms 50`).
 
@@ -113,44 +116,56 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
         .unwrap_or_default()
 }
 
-#[tokio::main]
-async fn main() {
-    let count: u64 = argument("--enablements", 1000);
-    let concurrency: u64 = argument("--concurrency", 16);
-    let delay_ms: u64 = argument("--delay-ms", 50);
-    let server = Server::get();
-    let config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig"),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .expect("config");
-    let client = Client::try_from(config).expect("client");
-    let crds = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crds/federationenablements.yaml"
-    );
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&std::fs::read_to_string(crds).expect("crd")).expect("crd yaml");
-    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    crd_api
-        .patch(
-            "federationenablements.federation.fleet.dev",
-            &PatchParams::apply("scale-bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("CRD applied");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+/// Successful writes (POST, PUT, PATCH, APPLY (server-side apply), DELETE answered 2xx) the API
+/// server has served, by its own `apiserver_request_total`; None when it does not say.
+async fn server_writes(client: &Client) -> Option<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).ok()?;
+    let text = client.request_text(request).await.ok()?;
+    let mut total = 0.0;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let (labels, value) = line.rsplit_once(' ')?;
+        let mutating = ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
+            .iter()
+            .any(|verb| labels.contains(&format!("verb=\"{verb}\"")));
+        if mutating && labels.contains("code=\"2") {
+            total += value.parse::<f64>().ok()?;
+        }
+    }
+    Some(total)
+}
 
-    let namespace = format!("scale-{}", std::process::id());
-    let api: Api<FederationEnablement> = Api::namespaced(client.clone(), &namespace);
+/// CPU seconds (user + system) process `pid` has used so far; None when /proc does not say.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command (which may hold spaces) start after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
 
-    // The physical limit: status patches from a tight loop, 16 objects patched at once for 5 s.
+/// The test API server's process, when this bench started it (its state holds the pid).
+fn server_pid(server: &Server) -> Option<u32> {
+    if !server.started {
+        return None;
+    }
+    let state = server.kubeconfig.parent()?;
+    std::fs::read_to_string(state.join("apiserver.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The physical limit: status patches from a tight loop, 16 objects of namespace `namespace`
+/// patched at once for 5 s; patches per second.
+async fn raw_patch_rate(client: &Client, namespace: &str) -> f64 {
+    let api: Api<FederationEnablement> = Api::namespaced(client.clone(), namespace);
     const PROBES: u64 = 16;
     for p in 0..PROBES {
-        api.create(&PostParams::default(), &enablement(&namespace, 9000 + p))
+        api.create(&PostParams::default(), &enablement(namespace, 9000 + p))
             .await
             .expect("probe object");
     }
@@ -188,9 +203,70 @@ async fn main() {
             .expect("probe deleted");
     }
 
+    patches
+}
+
+#[tokio::main]
+async fn main() {
+    let count: u64 = argument("--enablements", 1000);
+    let concurrency: u64 = argument("--concurrency", 16);
+    let delay_ms: u64 = argument("--delay-ms", 50);
+    let server = Server::get();
+    let config = Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig"),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .expect("config");
+    let client = Client::try_from(config).expect("client");
+    let crds = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/federationenablements.yaml"
+    );
+    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(crds).expect("crd")).expect("crd yaml");
+    let crd_api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    crd_api
+        .patch(
+            "federationenablements.federation.fleet.dev",
+            &PatchParams::apply("scale-bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applied");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let namespace = format!("scale-{}", std::process::id());
+    let api: Api<FederationEnablement> = Api::namespaced(client.clone(), &namespace);
+
+    // Every enablement exists before the controller starts: the clock below measures the
+    // controller alone, its first list included.
+    let creating = Instant::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let api = api.clone();
+            let namespace = namespace.clone();
+            async move {
+                api.create(&PostParams::default(), &enablement(&namespace, i))
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .for_each(|result| {
+            result.expect("created");
+            futures::future::ready(())
+        })
+        .await;
+    let created = creating.elapsed();
+    let server_pid = server_pid(&server);
+    let writes_before = server_writes(&client).await;
+    let cpu_before = server_pid.and_then(cpu_seconds);
+
     let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port");
+    let started = Instant::now();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_federation-controller"))
         .args([
             "run",
@@ -234,23 +310,6 @@ async fn main() {
         })
     };
 
-    let started = Instant::now();
-    stream::iter(0..count)
-        .map(|i| {
-            let api = api.clone();
-            let namespace = namespace.clone();
-            async move {
-                api.create(&PostParams::default(), &enablement(&namespace, i))
-                    .await
-            }
-        })
-        .buffer_unordered(32)
-        .for_each(|result| {
-            result.expect("created");
-            futures::future::ready(())
-        })
-        .await;
-    let created = started.elapsed();
     // Counted from the controller's own cache (its /metrics), not by listing 1,000 objects
     // from the server many times a second, which would load the server under test.
     let success_line = "federation_enablements{phase=\"Success\"} ";
@@ -267,6 +326,14 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all_done = started.elapsed();
+    let controller_writes = match (writes_before, server_writes(&client).await) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    let server_cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some((after - before) / all_done.as_secs_f64()),
+        _ => None,
+    };
     polling.store(false, Ordering::Relaxed);
     let mut latencies = poller.join().expect("poller");
     latencies.sort();
@@ -279,6 +346,9 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no status write counter in /metrics:\n{metrics}"));
     let rss = peak_rss_kib(controller.id());
+    // The server's limit, measured now, with the controller and its watches still running (on
+    // objects of another namespace, so that it has nothing to do with them).
+    let patches = raw_patch_rate(&client, &format!("{namespace}-probe")).await;
     let _ = controller.kill();
     let _ = controller.wait();
 
@@ -306,11 +376,46 @@ async fn main() {
         latencies.len()
     );
     println!(
-        "  raw status patches (16 objects) {:>10.0} /s   (the server's limit for this work)",
+        "  raw status patches (16 objects) {:>10.0} /s   (the server's limit, the controller running)",
         patches
     );
     println!(
         "  status writes needed            {:>10.0} /s   (writes per enablement x enablements / time)",
         writes / all_done.as_secs_f64()
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(all) = controller_writes {
+        println!(
+            "  controller writes (the server's count) {:>6.0} /s   ({:.2} per enablement: finalizer, status, owned objects)",
+            all / all_done.as_secs_f64(),
+            all / count as f64
+        );
+    }
+    if let Some(cpu) = server_cpu {
+        println!(
+            "  API server CPU during the run   {:>10.0}% of one core ({cores} cores)",
+            cpu * 100.0
+        );
+    }
+    if let Some(all) = controller_writes {
+        println!(
+            "ratio writes/raw {:.2}",
+            (all / all_done.as_secs_f64()) / patches
+        );
+        println!(
+            "figure controller_writes_per_second {:.0} 1/s",
+            all / all_done.as_secs_f64()
+        );
+    }
+    println!("figure raw_status_patches_per_second {patches:.0} 1/s");
+    println!("figure all_success_seconds {:.1} s", all_done.as_secs_f64());
+    println!("figure controller_peak_rss {:.1} MiB", rss as f64 / 1024.0);
+    println!(
+        "figure progress_p99_during_run {:.2} ms",
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
+    if let Some(cpu) = server_cpu {
+        println!("figure apiserver_cpu {:.0} %", cpu * 100.0);
+    }
+    println!("figure cores {cores} 1");
 }
