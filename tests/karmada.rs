@@ -277,6 +277,32 @@ async fn a_renewal_runs_helm_upgrade_as_a_maintenance_round_keeping_the_signing_
 }
 
 #[tokio::test]
+async fn an_upgrade_that_finds_the_release_is_not_ours_is_a_name_conflict_not_a_success() {
+    let h = setup();
+    run_to_success(&h).await;
+    h.clock.advance(21 * 86_400); // a renewal: new values, an upgrade Job
+    h.reconcile(FE_PATH).await;
+    let upgrade = h
+        .server
+        .paths(JOBS)
+        .into_iter()
+        .find(|p| p.contains("fleet-a-upgrade-"))
+        .expect("an upgrade Job");
+    h.server.modify(&upgrade, |job| {
+        job["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
+            "reason": "PodFailurePolicy",
+            "message": "Container helm for pod x failed with exit code 3 matching FailJob rule at index 0"}]});
+    });
+    h.reconcile(FE_PATH).await;
+    let degraded = degraded_condition(&h);
+    assert_eq!(
+        (degraded["status"].as_str(), degraded["reason"].as_str()),
+        (Some("True"), Some("NameConflict")),
+        "{degraded:#}"
+    );
+}
+
+#[tokio::test]
 async fn a_namespace_that_existed_before_is_refused_and_left_alone() {
     let h = setup();
     h.server.insert(json!({

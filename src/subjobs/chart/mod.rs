@@ -377,7 +377,10 @@ impl ChartExecutor {
                     reasons::UPGRADE_FAILED,
                     format!("helm upgrade with the changed values: Job {name} failed: {why}"),
                 ),
-                _ => Observation::succeeded_with("chart installed"),
+                JobRun::NotOurs(message) => Observation::failed(reasons::NAME_CONFLICT, message),
+                JobRun::Completed | JobRun::Superseded => {
+                    Observation::succeeded_with("chart installed")
+                }
             });
         }
         if let Some(job) = installs
