@@ -129,13 +129,12 @@ impl CertExecutor {
             &request,
             ctx.now,
         )?;
-        let previous = rotation::previous_cas(
+        let trusted = rotation::trusted(
             &renewal.ca,
             stored_ca.as_ref().filter(|_| renewal.new_ca.is_some()),
             &published_before,
             ctx.now,
         );
-        let trusted = rotation::bundle(&renewal.ca, &previous);
         if let Some(why) = &renewal.new_ca {
             tracing::info!(
                 enablement = ctx.name,
@@ -183,13 +182,12 @@ impl CertExecutor {
         let stored_set = stored.set();
         let replaced = stored_set.ca.clone();
         let renewal = karmada::renew_set(stored_set, &request, ctx.now)?;
-        let previous = rotation::previous_cas(
+        let trusted = rotation::trusted(
             &renewal.certs.ca,
             replaced.as_ref().filter(|_| renewal.reissued.ca.is_some()),
             &stored.published_before(),
             ctx.now,
         );
-        let trusted = rotation::bundle(&renewal.certs.ca, &previous);
         for member in karmada::Member::ALL {
             if let Some(why) = renewal.reissued.get(member) {
                 tracing::info!(

@@ -67,6 +67,20 @@ pub fn previous_cas(
     kept
 }
 
+/// The bundle to publish after a renewal: `current`, then `replaced` (the CA it replaced just
+/// now, if it did) and those published before, as [`previous_cas`] keeps them.
+pub fn trusted(
+    current: &KeyedCert,
+    replaced: Option<&KeyedCert>,
+    published_before: &[String],
+    now: Timestamp,
+) -> String {
+    bundle(
+        current,
+        &previous_cas(current, replaced, published_before, now),
+    )
+}
+
 /// `current` first, then `previous`: the bundle clients trust.
 pub fn bundle(current: &KeyedCert, previous: &[String]) -> String {
     std::iter::once(current.cert_pem.as_str())
