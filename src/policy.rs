@@ -158,8 +158,8 @@ impl Policy {
             }
         }
         // The controller also makes sure it created that namespace (see `without_cluster_admin`).
-        let karmada_namespace = enablement.spec.chart.resolved_profile() == ChartProfile::Karmada
-            && release_namespace != own;
+        let karmada_namespace =
+            recorded.profile == ChartProfile::Karmada && release_namespace != own;
         let role = recorded.installer_cluster_role;
         let role_allowed = self.allowed_installer_roles.contains(&role)
             && (role != CLUSTER_ADMIN || karmada_namespace);
@@ -181,6 +181,7 @@ impl Policy {
             cluster_scoped: recorded.cluster_scoped
                 && self.allow_cluster_scoped_charts
                 && self.watch_namespace.is_none(),
+            profile: recorded.profile,
         }
     }
 

@@ -558,3 +558,36 @@ async fn cluster_admin_is_never_bound_in_a_namespace_the_enablement_did_not_crea
         "no cluster-admin for an account in team-b"
     );
 }
+
+#[tokio::test]
+async fn a_profile_edited_after_deletion_still_cleans_up_after_the_karmada_install() {
+    let h = setup();
+    run_to_success(&h).await;
+    assert_eq!(h.status(FE_PATH)["created"]["profile"], "Karmada");
+    leave_hook_objects(&h);
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["deletionTimestamp"] = json!("2026-01-15T09:00:00Z");
+        // The live spec now says Generic, with a chart of its own.
+        fe["spec"]["chart"] = json!({"profile": "Generic", "repository": "oci://registry.example/charts",
+            "name": "federation", "version": "1.2.3", "clusterScoped": true,
+            "installerClusterRole": "cluster-admin"});
+    });
+    h.reconcile(FE_PATH).await;
+    let binding = h
+        .server
+        .get(&format!(
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/federation-installer.{CP_NS}.{NAME}"
+        ))
+        .expect("the installer bound cluster-wide for the uninstall");
+    assert_eq!(binding["roleRef"]["name"], "cluster-admin");
+    finish_job(&h, "fleet-a-uninst-", "Complete");
+    reconcile_until_gone(&h, FE_PATH).await;
+    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
+    for path in [
+        HOOK_ROLE.to_string(),
+        HOOK_BINDING.to_string(),
+        NAMESPACE.to_string(),
+    ] {
+        assert!(h.server.get(&path).is_none(), "{path} deleted");
+    }
+}

@@ -21,8 +21,8 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    CreatedRecord, FederationEnablementSpec, FederationEnablementStatus, StepStatus, SubJobPhase,
-    SubJobType, TeardownStepType,
+    ChartProfile, CreatedRecord, FederationEnablementSpec, FederationEnablementStatus, StepStatus,
+    SubJobPhase, SubJobType, TeardownStepType,
 };
 pub use conditions::{
     CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, MaintenanceRound,
@@ -159,6 +159,8 @@ pub struct InstallFacts {
     pub runner_image: String,
     pub installer_cluster_role: String,
     pub cluster_scoped: bool,
+    /// The chart profile: what the install gets, and what its teardown cleans up after.
+    pub profile: ChartProfile,
 }
 
 impl InstallFacts {
@@ -182,6 +184,7 @@ impl InstallFacts {
                 .unwrap_or_else(|| default_runner_image.to_string()),
             installer_cluster_role: spec.chart.installer_cluster_role.clone(),
             cluster_scoped: spec.chart.cluster_scoped,
+            profile: spec.chart.resolved_profile(),
         }
     }
 
@@ -220,6 +223,7 @@ impl InstallFacts {
             } else {
                 live.cluster_scoped
             },
+            profile: created.profile.unwrap_or(live.profile),
         }
     }
 }

@@ -461,6 +461,7 @@ fn record_created(
         created.runner_image = Some(install.runner_image.clone());
         created.installer_cluster_role = Some(install.installer_cluster_role.clone());
         created.cluster_scoped = install.cluster_scoped;
+        created.profile = Some(install.profile);
     }
 }
 

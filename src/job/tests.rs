@@ -30,6 +30,7 @@ fn install_facts(image: &str) -> InstallFacts {
         runner_image: image.into(),
         installer_cluster_role: "federation-chart-installer".into(),
         cluster_scoped: false,
+        profile: crate::api::ChartProfile::Generic,
     }
 }
 

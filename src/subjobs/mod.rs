@@ -223,9 +223,9 @@ impl<'a> Context<'a> {
         self.install.cluster_scoped
     }
 
-    /// Which chart profile this enablement installs.
+    /// Which chart profile this enablement installs (a teardown: installed).
     pub fn profile(&self) -> ChartProfile {
-        self.spec.chart.resolved_profile()
+        self.install.profile
     }
 
     /// The control plane runs in the enablement's own namespace (owner references work).

@@ -243,9 +243,10 @@ impl Default for Network {
 
 // What the chart installs, and so which values the controller gives it. (No doc comment: the
 // CRD would show it instead of the `chart.profile` field's.)
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum ChartProfile {
     /// A Karmada control plane from the Karmada chart (the controller's default chart).
+    #[default]
     Karmada,
     /// Any chart, given the controller's facts under `federation` in its values.
     Generic,

@@ -311,6 +311,9 @@ pub struct CreatedRecord {
     /// The last install bound its installer role cluster-wide.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cluster_scoped: bool,
+    /// The chart profile of the last install: what its teardown cleans up after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::ChartProfile>,
 }
 
 impl FederationEnablementStatus {
