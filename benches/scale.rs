@@ -97,6 +97,31 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     Ok(response)
 }
 
+/// The controller binary, run under `FEDERATION_BENCH_CONTROLLER_WRAPPER` when it is set (a
+/// profiler that execs its argument, e.g. `heaptrack -o /tmp/scale`); the peak RSS is then the
+/// wrapper's process, so read the profiler's own figures instead.
+fn controller_command() -> Command {
+    let binary = env!("CARGO_BIN_EXE_federation-controller");
+    let wrapper = wrapper();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = Command::new(program);
+            command.args(words).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
+fn wrapper() -> String {
+    std::env::var("FEDERATION_BENCH_CONTROLLER_WRAPPER").unwrap_or_default()
+}
+
+fn wrapped() -> bool {
+    !wrapper().trim().is_empty()
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -267,7 +292,7 @@ async fn main() {
         .and_then(|l| l.local_addr())
         .expect("port");
     let started = Instant::now();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_federation-controller"))
+    let mut controller = controller_command()
         .args([
             "run",
             "--executors=simulated",
@@ -349,7 +374,14 @@ async fn main() {
     // The server's limit, measured now, with the controller and its watches still running (on
     // objects of another namespace, so that it has nothing to do with them).
     let patches = raw_patch_rate(&client, &format!("{namespace}-probe")).await;
-    let _ = controller.kill();
+    if wrapped() {
+        // Let the profiler see the controller end and write its report.
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-P", &controller.id().to_string()])
+            .status();
+    } else {
+        let _ = controller.kill();
+    }
     let _ = controller.wait();
 
     println!(
