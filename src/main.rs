@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use federation_controller::api::{FederationEnablement, SubJobType};
+use federation_controller::api::SubJobType;
 use federation_controller::chart_source::{
     ChartDefaults, DEFAULT_CHART_NAME, DEFAULT_CHART_REPOSITORY, DEFAULT_CHART_VERSION,
 };
@@ -26,7 +26,6 @@ use federation_controller::policy::{
 };
 use federation_controller::subjobs::Executors;
 use federation_controller::subjobs::simulated::SimulatedConfig;
-use kube::Api;
 use tracing::{info, warn};
 
 #[derive(Parser)]
@@ -301,14 +300,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, None) => None,
         _ => anyhow::bail!("--tls-cert-file and --tls-key-file go together"),
     };
-    let reconciling = Reconciling {
+    // The process's one watch of enablements keeps this cache; the HTTP API reads it whether
+    // or not this replica leads, and the controller reconciles from it while it does.
+    let cache = FederationCache::new();
+    let reconciling = Reconciling(controller::Reconciler {
         executors: executors(&args, &client),
         policy: policy(&args, &client),
         concurrency: args.concurrency.max(1),
         metrics: Arc::new(Metrics::new()),
         health: WatchHealth::new(Duration::from_secs(args.watch_stall_seconds.max(1))),
         client: client.clone(),
-    };
+        cache: cache.clone(),
+    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
@@ -317,23 +320,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    // The HTTP API reads its own cache, kept by its own watch, leader or not.
-    let cache = FederationCache::new();
-    let api: Api<FederationEnablement> = match &reconciling.policy.watch_namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    // The same watch as the controller's: see `controller::enablement_watch`.
-    let follow = cache.follow(reconciling.health.observe(
-        "FederationEnablement (HTTP cache)",
-        controller::enablement_watch(api),
-    ));
+    let follow = controller::follow_enablements(
+        &client,
+        reconciling.0.policy.watch_namespace.as_deref(),
+        &cache,
+        &reconciling.0.health,
+    );
     let state = Arc::new(AppState {
-        cache: cache.clone(),
+        cache,
         auth: authorizer(&args, &client),
-        metrics: reconciling.metrics.clone(),
+        metrics: reconciling.0.metrics.clone(),
         clock: Arc::new(SystemClock),
-        health: reconciling.health.clone(),
+        health: reconciling.0.health.clone(),
     });
     let server = http::serve_with_limits(
         ServeConfig {
@@ -459,14 +457,7 @@ fn lease_config(args: &RunArgs, client: &kube::Client) -> Option<LeaseConfig> {
 }
 
 /// What the controller runs with, alone or as the elected leader.
-struct Reconciling {
-    client: kube::Client,
-    executors: Executors,
-    policy: Policy,
-    concurrency: u16,
-    metrics: Arc<Metrics>,
-    health: WatchHealth,
-}
+struct Reconciling(controller::Reconciler);
 
 impl Reconciling {
     /// Reconciles until `until_stopped` resolves: at once without a lease, else for as long as
@@ -484,9 +475,10 @@ impl Reconciling {
             return Ok(());
         };
         info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "joining the leader election");
-        let (leading, election) = leader::join(self.client.clone(), &lease, self.health.clone())
-            .await
-            .context("joining the leader election")?;
+        let (leading, election) =
+            leader::join(self.0.client.clone(), &lease, self.0.health.clone())
+                .await
+                .context("joining the leader election")?;
         leader::lead(leading, until_stopped(), |term_over| self.term(term_over)).await;
         // The receiver is gone: the election task releases the lease for a standby.
         match tokio::time::timeout(Duration::from_secs(5), election).await {
@@ -505,15 +497,7 @@ impl Reconciling {
     where
         F: std::future::Future<Output = ()> + Send + Sync + 'static,
     {
-        controller::run(
-            self.client.clone(),
-            self.executors.clone(),
-            self.policy.clone(),
-            self.concurrency,
-            self.metrics.clone(),
-            self.health.clone(),
-            over,
-        )
+        controller::run(self.0.clone(), over)
     }
 }
 

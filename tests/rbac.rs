@@ -24,7 +24,9 @@ use axum::body::Body;
 use deploy_support::{RELEASE_NAMESPACE, all, helm_template, strings};
 use federation_controller::api::MANAGER;
 use federation_controller::controller;
+use federation_controller::health::WatchHealth;
 use federation_controller::http::Authorizer;
+use federation_controller::http::cache::FederationCache;
 use federation_controller::leader::{self, LeaseConfig};
 use federation_controller::metrics::Metrics;
 use federation_controller::policy::Policy;
@@ -729,7 +731,8 @@ fn is_watch(uri: &str) -> bool {
     })
 }
 
-/// The lists and watches `controller::run` starts: it runs against a quiet cluster until every
+/// The lists and watches the controller starts (`controller::follow_enablements` and
+/// `controller::run`): it runs against a quiet cluster until every
 /// collection it listed is watched too.
 async fn watches(policy: Policy) -> Vec<Call> {
     let server = FakeApiServer::new();
@@ -740,15 +743,25 @@ async fn watches(policy: Policy) -> Vec<Call> {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let running = tokio::spawn(controller::run(
-        client.clone(),
-        Executors::kubernetes(client, policy.chart_defaults.clone()),
-        policy,
-        1,
-        Arc::new(Metrics::new()),
-        Default::default(),
-        shutdown,
+    let cache = FederationCache::new();
+    let health = WatchHealth::default();
+    let namespace = policy.watch_namespace.clone();
+    let following = tokio::spawn(controller::follow_enablements(
+        &client,
+        namespace.as_deref(),
+        &cache,
+        &health,
     ));
+    let reconciler = controller::Reconciler {
+        client: client.clone(),
+        cache,
+        executors: Executors::kubernetes(client, policy.chart_defaults.clone()),
+        policy,
+        concurrency: 1,
+        metrics: Arc::new(Metrics::new()),
+        health,
+    };
+    let running = tokio::spawn(controller::run(reconciler, shutdown));
     let started = Instant::now();
     let mut calls = Vec::new();
     loop {
@@ -777,6 +790,7 @@ async fn watches(policy: Policy) -> Vec<Call> {
         .await
         .expect("the controller stops")
         .expect("the controller task");
+    following.abort();
     calls
 }
 

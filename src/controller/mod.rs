@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta as Meta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -37,6 +37,7 @@ use reconcile::{run_job, teardown};
 use status::add_finalizer;
 
 use crate::health::{WATCH_RETRY_CAP, WatchBackoff, WatchHealth};
+use crate::http::cache::FederationCache;
 use crate::job::PollIntervals;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -120,7 +121,8 @@ impl Context {
 /// The annotation `kubectl apply` keeps a whole copy of the object in.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// The watch of FederationEnablements the controller and the HTTP cache keep: a consistent list
+/// The process's one watch of FederationEnablements, which keeps the cache the controller and
+/// the HTTP API share (see [`FederationCache`]): a consistent list
 /// (not `any_semantic`: a relist after the API server restarts must not put back versions older
 /// than those this controller already wrote on), with its own backoff, and without what nothing
 /// here reads and what would be most of each object held in memory: `managedFields` (one entry
@@ -136,24 +138,80 @@ pub fn enablement_watch(
         })
 }
 
+/// What wakes the controller: once the cache has synced, every enablement; then each one that
+/// changes, and every one again after a relist. A burst of changes to one enablement wakes it
+/// once, however far behind the controller is.
+pub fn triggers(
+    cache: &FederationCache,
+) -> impl futures::Stream<Item = Arc<FederationEnablement>> + Send + 'static {
+    // Subscribed before the first read: a change in between is seen twice, never missed.
+    let changes = cache.subscribe();
+    let cache = cache.clone();
+    futures::stream::unfold(
+        (cache, changes, true),
+        |(cache, changes, first)| async move {
+            let woken = if first {
+                cache.synced().await;
+                cache.all()
+            } else {
+                let changed = changes.next().await;
+                if changed.all {
+                    cache.all()
+                } else {
+                    let keys = changed.keys.iter();
+                    keys.filter_map(|(ns, name)| cache.get(ns, name)).collect()
+                }
+            };
+            Some((futures::stream::iter(woken), (cache, changes, false)))
+        },
+    )
+    .flatten()
+}
+
+/// Keeps `cache` in step with the enablements of `namespace` (all when None), through the
+/// process's one watch of them; returns only if that watch ends, which it does not (it retries).
+pub fn follow_enablements(
+    client: &Client,
+    namespace: Option<&str>,
+    cache: &FederationCache,
+    health: &WatchHealth,
+) -> impl future::Future<Output = ()> + Send + 'static {
+    let api: Api<FederationEnablement> = scoped(client, namespace);
+    let cache = cache.clone();
+    let events = health.observe("FederationEnablement", enablement_watch(api));
+    async move { cache.follow(events).await }
+}
+
+/// What the controller reconciles with.
+#[derive(Clone)]
+pub struct Reconciler {
+    pub client: Client,
+    /// The enablements, kept by [`follow_enablements`]: the controller holds no copy of its own.
+    pub cache: FederationCache,
+    pub executors: Executors,
+    pub policy: Policy,
+    pub concurrency: u16,
+    pub metrics: Arc<Metrics>,
+    pub health: WatchHealth,
+}
+
+/// Reconciles the enablements of the reconciler's cache until `shutdown` resolves.
 pub async fn run(
-    client: Client,
-    executors: Executors,
-    policy: Policy,
-    concurrency: u16,
-    metrics: Arc<Metrics>,
-    health: WatchHealth,
+    reconciler: Reconciler,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Reconciler {
+        client,
+        cache,
+        executors,
+        policy,
+        concurrency,
+        metrics,
+        health,
+    } = reconciler;
     let namespace = policy.watch_namespace.clone();
-    let api: Api<FederationEnablement> = scoped(&client, namespace.as_deref());
-    let (store, writer) = reflector::store();
-    let enablements = health
-        .observe("FederationEnablement", enablement_watch(api))
-        .map(Ok)
-        .reflect(writer)
-        .applied_objects();
-    let mut controller = Controller::for_stream(enablements, store.clone())
+    let store = cache.store();
+    let mut controller = Controller::for_shared_stream(triggers(&cache), store.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown);
     if executors.kubernetes {

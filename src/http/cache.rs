@@ -1,6 +1,9 @@
-//! The HTTP API's own cache of FederationEnablements, kept by its own watch so that every
-//! replica serves reads whether or not it leads. Lookups by fleet are O(1) through an index the
-//! watch keeps up to date; the list is ordered by namespace, then name.
+//! The cache of FederationEnablements, kept by the process's one watch of them so that every
+//! replica serves reads whether or not it leads. It holds each object once, in a reflector store
+//! it shares with the controller ([`FederationCache::store`], [`FederationCache::subscribe`]):
+//! the leader's controller reads the same objects and is woken by the same watch. Lookups by
+//! fleet are O(1) through an index the watch keeps up to date; the list is ordered by namespace,
+//! then name.
 //!
 //! The watch also serializes each enablement's answers once per change ([`Cached`]), so a
 //! request copies bytes instead of building and serializing a job; and a page of the list is
@@ -13,12 +16,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
 use super::wire;
 use crate::api::FederationEnablement;
-use crate::policy::{FleetSeniority, fleet_seniority};
 
 type Key = (String, String);
 
@@ -27,6 +30,7 @@ type Key = (String, String);
 pub struct Cached {
     /// `(namespace, name)`: the namespace is empty when the object has none.
     pub key: Key,
+    /// The object in the shared store: the same allocation the controller reads.
     pub object: Arc<FederationEnablement>,
     /// The progress route's answer, but for the times of the request.
     pub progress: wire::ProgressBody,
@@ -35,12 +39,12 @@ pub struct Cached {
 }
 
 impl Cached {
-    pub fn new(fe: FederationEnablement) -> Self {
+    pub fn new(fe: Arc<FederationEnablement>) -> Self {
         Cached {
             key: key_of(&fe),
             progress: wire::ProgressBody::new(&fe),
             item: wire::item_json(&fe),
-            object: Arc::new(fe),
+            object: fe,
         }
     }
 }
@@ -51,8 +55,9 @@ type Ordered = Arc<Vec<Arc<Cached>>>;
 #[derive(Default)]
 struct Index {
     by_key: BTreeMap<Key, Arc<Cached>>,
-    /// Every enablement naming a fleet, oldest first: the first one owns it.
-    by_fleet: HashMap<String, BTreeMap<FleetSeniority, Arc<Cached>>>,
+    /// Every enablement naming a fleet, oldest first: the first one owns it. Nearly always one,
+    /// so a sorted vector (a map would take a node per fleet).
+    by_fleet: HashMap<String, Vec<Arc<Cached>>>,
     /// `by_key`'s values, built on the first read after a change (writers hold the write lock,
     /// so a snapshot is never built from a half-applied change nor outlives one).
     ordered: OnceLock<Ordered>,
@@ -62,10 +67,13 @@ impl Index {
     fn insert(&mut self, cached: Cached) {
         let cached = Arc::new(cached);
         self.remove(&cached.key);
-        self.by_fleet
+        let members = self
+            .by_fleet
             .entry(cached.object.spec.cluster_group_id.clone())
-            .or_default()
-            .insert(fleet_seniority(&cached.object), cached.clone());
+            .or_default();
+        let at = members.partition_point(|m| seniority(m) < seniority(&cached));
+        members.insert(at, cached.clone());
+        members.shrink_to_fit();
         self.by_key.insert(cached.key.clone(), cached);
         self.ordered = OnceLock::new();
     }
@@ -77,7 +85,7 @@ impl Index {
         self.ordered = OnceLock::new();
         let fleet = &old.object.spec.cluster_group_id;
         if let Some(members) = self.by_fleet.get_mut(fleet) {
-            members.remove(&fleet_seniority(&old.object));
+            members.retain(|m| m.key != old.key);
             if members.is_empty() {
                 self.by_fleet.remove(fleet);
             }
@@ -91,6 +99,12 @@ impl Index {
     }
 }
 
+/// [`crate::policy::fleet_seniority`]'s order (oldest, then namespace/name), without copying the names.
+fn seniority(cached: &Cached) -> (Option<jiff::Timestamp>, &Key) {
+    let created = cached.object.metadata.creation_timestamp.as_ref();
+    (created.map(|t| t.0), &cached.key)
+}
+
 fn key_of(fe: &FederationEnablement) -> Key {
     (fe.namespace().unwrap_or_default(), fe.name_any())
 }
@@ -99,8 +113,10 @@ fn key_of(fe: &FederationEnablement) -> Key {
 #[derive(Clone)]
 pub struct FederationCache {
     index: Arc<RwLock<Index>>,
-    /// Rebuilt during a relist, swapped in when it is complete.
-    pending: Arc<RwLock<Option<Index>>>,
+    /// The objects, one copy each: `index` points into it. During a relist it gathers the new
+    /// list aside and swaps it in when complete; `index` is then rebuilt from it.
+    writer: Arc<Mutex<Writer<FederationEnablement>>>,
+    store: Store<FederationEnablement>,
     ready: watch::Sender<bool>,
     /// What changed, per subscriber (a list stream), since it last looked.
     subscribers: Arc<Mutex<Vec<Weak<ChangeSetShared>>>>,
@@ -152,9 +168,11 @@ impl Default for FederationCache {
 
 impl FederationCache {
     pub fn new() -> Self {
+        let writer = Writer::default();
         FederationCache {
             index: Arc::default(),
-            pending: Arc::default(),
+            store: writer.as_reader(),
+            writer: Arc::new(Mutex::new(writer)),
             ready: watch::Sender::new(false),
             subscribers: Arc::default(),
             followers: Arc::default(),
@@ -164,14 +182,22 @@ impl FederationCache {
     /// Filled by hand (tests, benchmarks): ready at once.
     pub fn from_objects(objects: impl IntoIterator<Item = FederationEnablement>) -> Self {
         let cache = Self::new();
-        {
-            let mut index = cache.write();
-            for fe in objects {
-                index.insert(Cached::new(fe));
-            }
+        cache.apply(watcher::Event::Init);
+        for fe in objects {
+            cache.apply(watcher::Event::InitApply(fe));
         }
-        cache.ready.send_replace(true);
+        cache.apply(watcher::Event::InitDone);
         cache
+    }
+
+    /// The store the objects are kept in, for the controller: the same objects, not a copy.
+    pub fn store(&self) -> Store<FederationEnablement> {
+        self.store.clone()
+    }
+
+    /// Resolves once the first list has been applied.
+    pub async fn synced(&self) {
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
@@ -194,8 +220,7 @@ impl FederationCache {
     /// The enablement that owns `fleet` (the oldest naming it).
     pub fn by_fleet(&self, fleet: &str) -> Option<Arc<Cached>> {
         let index = self.read();
-        let (_, owner) = index.by_fleet.get(fleet)?.first_key_value()?;
-        Some(owner.clone())
+        index.by_fleet.get(fleet)?.first().cloned()
     }
 
     /// Every enablement, by namespace then name.
@@ -255,12 +280,20 @@ impl FederationCache {
         self.len() == 0
     }
 
-    /// Applies one watch event.
+    /// Applies one watch event: to the store, then to the index and the answers.
     pub fn apply(&self, event: watcher::Event<FederationEnablement>) {
+        // One writer, and only here: what the store holds below is what this event made it.
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_watcher_event(&event);
         match event {
             watcher::Event::Apply(fe) => {
+                let Some(object) = self.store.get(&ObjectRef::from_obj(&fe)) else {
+                    return;
+                };
                 // Serialized before the lock is taken: readers never wait for it.
-                let cached = Cached::new(fe);
+                let cached = Cached::new(object);
                 let key = cached.key.clone();
                 self.write().insert(cached);
                 self.notify(Some(key));
@@ -270,29 +303,14 @@ impl FederationCache {
                 self.write().remove(&key);
                 self.notify(Some(key));
             }
-            watcher::Event::Init => {
-                *self.pending.write().unwrap_or_else(|p| p.into_inner()) = Some(Index::default());
-            }
-            watcher::Event::InitApply(fe) => {
-                let cached = Cached::new(fe);
-                if let Some(pending) = self
-                    .pending
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_mut()
-                {
-                    pending.insert(cached);
-                }
-            }
+            // The store gathers the relist aside; the old state is served until it is complete.
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
             watcher::Event::InitDone => {
-                if let Some(fresh) = self
-                    .pending
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                {
-                    *self.write() = fresh;
+                let mut fresh = Index::default();
+                for object in self.store.state() {
+                    fresh.insert(Cached::new(object));
                 }
+                *self.write() = fresh;
                 self.ready.send_replace(true);
                 self.notify(None);
             }
