@@ -207,9 +207,10 @@ pub fn federation_item(fe: &FederationEnablement) -> FederationItem {
 /// A request then writes only its own time into it, and gets the bytes [`progress`] would give.
 #[derive(Debug)]
 pub struct ProgressBody {
-    json: Vec<u8>,
+    /// Boxed slices, not vectors: held for every enablement, they keep no spare capacity.
+    json: Box<[u8]>,
     /// Offsets into `json` just inside each `"annotations":{}`, in order.
-    stamps: Vec<usize>,
+    stamps: Box<[usize]>,
 }
 
 /// How an empty annotations object serializes; `currentTimestamp` goes before its last byte.
@@ -227,7 +228,10 @@ impl ProgressBody {
             .filter(|(_, window)| *window == EMPTY_ANNOTATIONS)
             .map(|(at, _)| at + EMPTY_ANNOTATIONS.len() - 1)
             .collect();
-        ProgressBody { json, stamps }
+        ProgressBody {
+            json: json.into_boxed_slice(),
+            stamps,
+        }
     }
 
     /// The job as of `now`, byte for byte what serializing [`progress`] gives.
@@ -252,7 +256,9 @@ impl ProgressBody {
 
 /// One item of the list route, serialized once per change.
 pub fn item_json(fe: &FederationEnablement) -> Bytes {
-    Bytes::from(serde_json::to_vec(&federation_item(fe)).unwrap_or_default())
+    // Boxed first: `Bytes` would keep the vector's spare capacity for every enablement.
+    let json = serde_json::to_vec(&federation_item(fe)).unwrap_or_default();
+    Bytes::from(json.into_boxed_slice())
 }
 
 /// The list route's page from items serialized by [`item_json`]: the bytes serializing a
