@@ -152,6 +152,8 @@ pub fn triggers(
         |(cache, changes, first)| async move {
             let woken = if first {
                 cache.synced().await;
+                // What changed before this read is in it: woken once, not twice.
+                changes.clear();
                 cache.all()
             } else {
                 let changed = changes.next().await;
@@ -457,6 +459,7 @@ mod tests {
     use crate::api::{
         ENABLEMENT_LABEL, ENABLEMENT_NAMESPACE_LABEL, ENABLEMENT_UID_LABEL, FederationEnablement,
     };
+    use crate::http::cache::FederationCache;
     use crate::testing::enablement;
 
     fn labelled(labels: &[(&str, &str)]) -> ObjectMeta {
@@ -526,5 +529,56 @@ mod tests {
             }
         }
         assert_eq!(seen, 1, "the enablement was listed");
+    }
+
+    /// The names of the next `n` enablements the controller is woken for, each checked to be
+    /// the store's own object (the controller holds no copy of its own).
+    async fn woken(
+        triggers: &mut (impl futures::Stream<Item = std::sync::Arc<FederationEnablement>> + Unpin),
+        cache: &FederationCache,
+        n: usize,
+    ) -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..n {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), triggers.next());
+            let fe = next.await.expect("woken in time").expect("a trigger");
+            let stored = cache
+                .store()
+                .get(&ObjectRef::from_obj(&*fe))
+                .expect("stored");
+            assert!(std::sync::Arc::ptr_eq(&fe, &stored), "one copy of each");
+            names.push(fe.name_any());
+        }
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn the_controller_is_woken_from_the_shared_cache_for_all_at_start_and_relist_then_each_change()
+     {
+        let cache = FederationCache::new();
+        let mut triggers = Box::pin(super::triggers(&cache));
+        cache.apply(Event::Init);
+        cache.apply(Event::InitApply(enablement("ns", "a", "uid-a")));
+        cache.apply(Event::InitApply(enablement("ns", "b", "uid-b")));
+        cache.apply(Event::InitDone);
+        assert_eq!(woken(&mut triggers, &cache, 2).await, ["a", "b"]);
+
+        let mut changed = enablement("ns", "b", "uid-b");
+        changed.metadata.resource_version = Some("2".into());
+        cache.apply(Event::Apply(changed));
+        assert_eq!(woken(&mut triggers, &cache, 1).await, ["b"]);
+        let cached = cache.get("ns", "b").expect("cached");
+        assert_eq!(cached.metadata.resource_version.as_deref(), Some("2"));
+
+        // A deleted enablement wakes nothing; a relist wakes every one listed.
+        cache.apply(Event::Delete(enablement("ns", "a", "uid-a")));
+        cache.apply(Event::Init);
+        cache.apply(Event::InitApply(enablement("ns", "b", "uid-b")));
+        cache.apply(Event::InitApply(enablement("ns", "c", "uid-c")));
+        cache.apply(Event::InitDone);
+        assert_eq!(woken(&mut triggers, &cache, 2).await, ["b", "c"]);
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(200), triggers.next());
+        assert!(idle.await.is_err(), "nothing else changed");
     }
 }

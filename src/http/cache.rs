@@ -145,6 +145,11 @@ struct ChangeSetShared {
 pub struct ChangeSet(Arc<ChangeSetShared>);
 
 impl ChangeSet {
+    /// Forgets what changed so far: the caller is about to read everything.
+    pub fn clear(&self) {
+        *self.0.changes.lock().unwrap_or_else(|p| p.into_inner()) = Changes::default();
+    }
+
     /// Waits until something changed, then takes everything that did.
     pub async fn next(&self) -> Changes {
         loop {
