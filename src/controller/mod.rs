@@ -70,8 +70,9 @@ pub struct Context {
     pub settings: Settings,
     /// Events are best effort: None records none.
     pub recorder: Option<Recorder>,
-    /// All enablements this controller sees, for the one-owner-per-fleet rule.
-    pub store: Store<FederationEnablement>,
+    /// All enablements this controller sees, for the one-owner-per-fleet rule (by fleet, in
+    /// O(1): a reconcile never scans them all).
+    pub cache: FederationCache,
     pub clock: Arc<dyn Clock>,
     pub new_uid: Arc<dyn Fn() -> String + Send + Sync>,
     pub metrics: Arc<Metrics>,
@@ -88,7 +89,7 @@ impl Context {
         client: Client,
         executors: Executors,
         policy: Policy,
-        store: Store<FederationEnablement>,
+        cache: FederationCache,
     ) -> Self {
         let settings = Settings {
             default_runner_image: policy.default_runner_image().to_string(),
@@ -103,7 +104,7 @@ impl Context {
             policy,
             settings,
             recorder: Some(recorder),
-            store,
+            cache,
             clock: Arc::new(SystemClock),
             new_uid: Arc::new(|| uuid::Uuid::new_v4().to_string()),
             metrics: Arc::new(Metrics::new()),
@@ -241,7 +242,7 @@ pub async fn run(
             waiting_on_nodes(&nodes_store, &node.metadata)
         });
     }
-    let mut context = Context::new(client, executors, policy, store);
+    let mut context = Context::new(client, executors, policy, cache);
     context.metrics = metrics;
     context.health = health;
     let context = Arc::new(context);

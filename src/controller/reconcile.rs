@@ -19,19 +19,18 @@ async fn check_fleet(
     fe: &FederationEnablement,
     ctx: &Context,
 ) -> Result<Option<job::Blocked>, Error> {
-    let all = ctx.store.state();
     let fleet = &fe.spec.cluster_group_id;
+    let members = ctx.cache.fleet_members(fleet);
     if ctx.policy.fleet_entitlement == policy::FleetEntitlement::None {
-        return Ok(policy::check_duplicate(fe, all.iter().map(AsRef::as_ref)));
+        return Ok(policy::check_duplicate(
+            fe,
+            members.iter().map(AsRef::as_ref),
+        ));
     }
     // The namespaces of every enablement naming this fleet (a handful), read once each.
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let mut lists: BTreeMap<String, bool> = BTreeMap::new();
-    let candidates = all
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|other: &&FederationEnablement| &other.spec.cluster_group_id == fleet)
-        .chain(std::iter::once(fe));
+    let candidates = members.iter().map(AsRef::as_ref).chain(std::iter::once(fe));
     for candidate in candidates {
         let name = candidate.namespace().unwrap_or_default();
         if lists.contains_key(&name) {
@@ -59,7 +58,8 @@ async fn check_fleet(
     // An older enablement that may not claim the fleet does not own it.
     Ok(policy::check_duplicate(
         fe,
-        all.iter()
+        members
+            .iter()
             .map(AsRef::as_ref)
             .filter(|other| entitled(other)),
     ))

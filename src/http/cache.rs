@@ -228,6 +228,17 @@ impl FederationCache {
         index.by_fleet.get(fleet)?.first().cloned()
     }
 
+    /// Every enablement naming `fleet`, oldest first (the first owns it).
+    pub fn fleet_members(&self, fleet: &str) -> Vec<Arc<FederationEnablement>> {
+        let index = self.read();
+        let members = index
+            .by_fleet
+            .get(fleet)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        members.iter().map(|m| m.object.clone()).collect()
+    }
+
     /// Every enablement, by namespace then name.
     pub fn all(&self) -> Vec<Arc<FederationEnablement>> {
         self.read()
@@ -445,6 +456,12 @@ mod tests {
             cache.by_fleet("f").map(|f| f.object.name_any()).as_deref(),
             Some("old")
         );
+        let members: Vec<String> = cache
+            .fleet_members("f")
+            .iter()
+            .map(|m| m.name_any())
+            .collect();
+        assert_eq!(members, ["old", "new"], "oldest first");
         cache.apply(watcher::Event::Delete(fe(
             "a",
             "old",

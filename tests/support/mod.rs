@@ -15,7 +15,7 @@ use federation_controller::metrics::Metrics;
 use federation_controller::policy::{DEFAULT_RUNNER_IMAGE, Policy};
 use federation_controller::subjobs::Executors;
 use jiff::{SignedDuration, Timestamp};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
@@ -138,7 +138,6 @@ pub struct Harness {
     pub server: FakeApiServer,
     pub clock: ManualClock,
     pub ctx: Arc<Context>,
-    writer: Mutex<reflector::store::Writer<FederationEnablement>>,
 }
 
 impl Harness {
@@ -167,10 +166,10 @@ impl Harness {
         executors: impl FnOnce(kube::Client) -> Executors,
     ) -> Self {
         let client = server.client();
-        let (store, writer) = reflector::store::<FederationEnablement>();
+        let cache = FederationCache::new();
         let clock = ManualClock::new();
         let ids = Arc::new(AtomicU64::new(0));
-        let mut ctx = Context::new(client.clone(), executors(client), policy, store);
+        let mut ctx = Context::new(client.clone(), executors(client), policy, cache);
         ctx.recorder = None;
         ctx.clock = Arc::new(clock.clone());
         ctx.new_uid = Arc::new(move || {
@@ -183,12 +182,11 @@ impl Harness {
             server,
             clock,
             ctx: Arc::new(ctx),
-            writer: Mutex::new(writer),
         }
     }
 
     pub fn store(&self) -> Store<FederationEnablement> {
-        self.ctx.store.clone()
+        self.ctx.cache.store()
     }
 
     /// Makes the controller's cache hold exactly these enablements (as its watch would).
@@ -198,12 +196,12 @@ impl Harness {
             .filter_map(|p| self.server.get(p))
             .map(|v| serde_json::from_value(v).expect("enablement"))
             .collect();
-        let mut writer = self.writer.lock().expect("lock");
-        writer.apply_watcher_event(&watcher::Event::Init);
+        let cache = &self.ctx.cache;
+        cache.apply(watcher::Event::Init);
         for object in objects {
-            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+            cache.apply(watcher::Event::InitApply(object));
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+        cache.apply(watcher::Event::InitDone);
     }
 
     pub fn enablement(&self, path: &str) -> Option<FederationEnablement> {
