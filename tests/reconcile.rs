@@ -240,6 +240,39 @@ async fn job_reaches_success_through_all_four_subjobs() {
 }
 
 #[tokio::test]
+async fn the_status_is_patched_with_what_changed_guarded_by_the_version_it_was_read_at() {
+    let h = setup(json!({}));
+    h.reconcile(FE_PATH).await;
+    give_load_balancer_address(&h);
+    h.clock.advance(2);
+    let read_at = h
+        .enablement(FE_PATH)
+        .expect("enablement")
+        .metadata
+        .resource_version;
+    h.server.take_calls();
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    let patch = calls
+        .iter()
+        .find(|c| c.line() == format!("PATCH {FE_PATH}/status"))
+        .expect("a status patch");
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    let body = patch.body.clone().expect("body");
+    assert_eq!(
+        body["metadata"]["resourceVersion"].as_str(),
+        read_at.as_deref()
+    );
+    assert!(
+        body["status"].get("jobUID").is_none() && body["status"]["subJobs"].is_array(),
+        "only what changed is sent: {body}"
+    );
+}
+
+#[tokio::test]
 async fn reconcile_that_changes_nothing_writes_nothing() {
     let h = setup(json!({}));
     run_to_success(&h).await;

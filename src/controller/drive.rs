@@ -177,8 +177,16 @@ impl Machine for JobMachine<'_> {
                 return Ok(());
             }
             let before = self.written();
-            let resource_version =
-                patch_status(self.fe, self.api, self.ctx, before.resource_version, status).await?;
+            let on_server = before.status.as_ref().or(self.fe.status.as_ref());
+            let resource_version = patch_status(
+                self.fe,
+                self.api,
+                self.ctx,
+                before.resource_version,
+                on_server,
+                status,
+            )
+            .await?;
             *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Written {
                 resource_version,
                 status: Some(status.clone()),

@@ -112,7 +112,7 @@ pub(super) async fn run_job(
         api,
         ctx,
         written.resource_version,
-        written.status.as_ref().unwrap_or(&current),
+        written.status.as_ref().or(fe.status.as_ref()),
         &driven.status,
         &driven.transitions,
     )
@@ -181,7 +181,7 @@ pub(super) async fn teardown(
         api,
         ctx,
         fe.resource_version(),
-        &current,
+        fe.status.as_ref(),
         &driven.status,
         &driven.transitions,
     )

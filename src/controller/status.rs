@@ -4,59 +4,94 @@
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use tracing::{debug, warn};
 
 use super::{Context, Error};
 use crate::api::{FINALIZER, FederationEnablement, FederationEnablementStatus, MANAGER};
 use crate::job::{self, Transition};
 
-/// One server-side apply of the whole status, only when it changed; then the events.
-/// `resource_version` is the version the status was computed from (the object's, or that of an
-/// earlier write in this reconcile).
+/// One status patch, only when the status changed; then the events. `resource_version` is the
+/// version the status was computed from (the object's, or that of an earlier write in this
+/// reconcile), and `current` the status at that version (None: the object has none).
 pub(super) async fn write_status(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
     ctx: &Context,
     resource_version: Option<String>,
-    current: &FederationEnablementStatus,
+    current: Option<&FederationEnablementStatus>,
     status: &FederationEnablementStatus,
     transitions: &[Transition],
 ) -> Result<(), Error> {
-    if status != current {
-        patch_status(fe, api, ctx, resource_version, status).await?;
+    if Some(status) != current && (current.is_some() || *status != Default::default()) {
+        patch_status(fe, api, ctx, resource_version, current, status).await?;
     }
     record_durations(ctx, status, transitions);
     publish(fe, ctx, transitions).await;
     Ok(())
 }
 
-/// Server-side applies the whole status; returns the object's new resourceVersion.
+/// Patches the status from `current` (the status at `resource_version`; None: none) to
+/// `status`; returns the object's new resourceVersion.
+///
+/// A JSON merge patch of what changed, not a server-side apply of the whole status: the status
+/// is this controller's alone, and an apply costs the API server about 2.8 times the CPU of a
+/// plain patch (it parses the body as YAML and merges field ownership), most of the server's
+/// work at scale (see the README's Performance section).
 pub(super) async fn patch_status(
     fe: &FederationEnablement,
     api: &Api<FederationEnablement>,
     ctx: &Context,
     resource_version: Option<String>,
+    current: Option<&FederationEnablementStatus>,
     status: &FederationEnablementStatus,
 ) -> Result<Option<String>, Error> {
+    let to = serde_json::to_value(status)?;
+    let changes = match current {
+        Some(current) => merge_diff(&serde_json::to_value(current)?, &to),
+        None => to,
+    };
     // The resourceVersion we read is a precondition: a status computed from a stale view
-    // (a lagging cache, a second writer) is refused rather than overwriting newer progress.
+    // (a lagging cache, a second writer) is refused rather than overwriting newer progress,
+    // and the changes apply to exactly the status they were computed from.
     let patch = json!({
-        "apiVersion": FederationEnablement::api_version(&()),
-        "kind": FederationEnablement::kind(&()),
         "metadata": {"resourceVersion": resource_version},
-        "status": status,
+        "status": changes,
     });
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    };
     let written = api
-        .patch_status(
-            &fe.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+        .patch_status(&fe.name_any(), &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
     ctx.metrics.status_writes.inc();
     Ok(written.resource_version())
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: the members that changed,
+/// `null` for those removed, arrays and scalars whole.
+fn merge_diff(from: &Value, to: &Value) -> Value {
+    let (Value::Object(from), Value::Object(to)) = (from, to) else {
+        return to.clone();
+    };
+    let mut patch = Map::new();
+    for (key, value) in to {
+        match from.get(key) {
+            Some(old) if old == value => {}
+            Some(old) => {
+                patch.insert(key.clone(), merge_diff(old, value));
+            }
+            None => {
+                patch.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    for key in from.keys().filter(|key| !to.contains_key(*key)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    Value::Object(patch)
 }
 
 /// Observes how long each subjob that ended in this reconcile took.
@@ -206,4 +241,52 @@ async fn json_patch(
     )
     .await
     .map_err(|e| Error::Finalizer(fe.name_any(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::merge_diff;
+
+    /// JSON as statuses serialize: no member is `null` (an absent field is left out).
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-c]{0,2}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::btree_map("[a-d]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The patch the server merges into what it has gives exactly the status computed.
+        #[test]
+        fn a_merge_diff_applied_to_its_source_gives_its_target(from in json_value(), to in json_value()) {
+            let mut merged = from.clone();
+            json_patch::merge(&mut merged, &merge_diff(&from, &to));
+            prop_assert_eq!(merged, to);
+        }
+    }
+
+    #[test]
+    fn a_merge_diff_carries_only_what_changed() {
+        let from = json!({"phase": "Running", "message": "waiting", "progress": "1/4",
+            "subJobs": [{"type": "CreateNode", "phase": "Running"}]});
+        let to = json!({"phase": "Running", "progress": "2/4",
+            "subJobs": [{"type": "CreateNode", "phase": "Success"}]});
+        assert_eq!(
+            merge_diff(&from, &to),
+            json!({"message": null, "progress": "2/4",
+                "subJobs": [{"type": "CreateNode", "phase": "Success"}]})
+        );
+        assert_eq!(merge_diff(&to, &to), json!({}));
+    }
 }
