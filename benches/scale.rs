@@ -114,6 +114,9 @@ fn controller_command() -> Command {
     }
 }
 
+/// How long the bench watches the server's write count once every job is done.
+const IDLE: Duration = Duration::from_secs(5);
+
 fn wrapper() -> String {
     std::env::var("FEDERATION_BENCH_CONTROLLER_WRAPPER").unwrap_or_default()
 }
@@ -352,12 +355,19 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all_done = started.elapsed();
-    let controller_writes = match (writes_before, server_writes(&client).await) {
+    let writes_done = server_writes(&client).await;
+    let controller_writes = match (writes_before, writes_done) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
     let server_cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
         (Some(before), Some(after)) => Some((after - before) / all_done.as_secs_f64()),
+        _ => None,
+    };
+    // Every job is done and nothing changes: a level-triggered controller writes nothing.
+    tokio::time::sleep(IDLE).await;
+    let idle_writes = match (writes_done, server_writes(&client).await) {
+        (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
     polling.store(false, Ordering::Relaxed);
@@ -449,6 +459,12 @@ async fn main() {
     );
     if let Some(cpu) = server_cpu {
         println!("figure apiserver_cpu {:.0} %", cpu * 100.0);
+    }
+    if let Some(idle) = idle_writes {
+        println!(
+            "figure controller_writes_while_idle {idle:.0} writes_in_{}s",
+            IDLE.as_secs()
+        );
     }
     println!("figure cores {cores} 1");
 }
