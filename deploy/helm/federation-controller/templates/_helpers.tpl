@@ -131,7 +131,7 @@ and fails on a missing or an unused permission). Server-side apply and JSON patc
 - apiGroups: [federation.fleet.dev]
   resources: [federationenablements]
   verbs: [list, watch, patch]
-# The controller writes each enablement's status with one server-side apply per reconcile.
+# The controller writes each enablement's status with one merge patch per reconcile that changes it.
 - apiGroups: [federation.fleet.dev]
   resources: [federationenablements/status]
   verbs: [patch]
