@@ -147,6 +147,16 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 /// Successful writes (POST, PUT, PATCH, APPLY (server-side apply), DELETE answered 2xx) the API
 /// server has served, by its own `apiserver_request_total`; None when it does not say.
 async fn server_writes(client: &Client) -> Option<f64> {
+    server_requests(client, "2").await
+}
+
+/// Writes the API server refused as conflicts (409: a precondition on a stale resourceVersion).
+async fn server_conflicts(client: &Client) -> Option<f64> {
+    server_requests(client, "409").await
+}
+
+/// Writes answered with a code starting with `code`, by `apiserver_request_total`.
+async fn server_requests(client: &Client, code: &str) -> Option<f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).ok()?;
     let text = client.request_text(request).await.ok()?;
     let mut total = 0.0;
@@ -158,7 +168,7 @@ async fn server_writes(client: &Client) -> Option<f64> {
         let mutating = ["POST", "PUT", "PATCH", "APPLY", "DELETE"]
             .iter()
             .any(|verb| labels.contains(&format!("verb=\"{verb}\"")));
-        if mutating && labels.contains("code=\"2") {
+        if mutating && labels.contains(&format!("code=\"{code}")) {
             total += value.parse::<f64>().ok()?;
         }
     }
@@ -290,6 +300,7 @@ async fn main() {
     let created = creating.elapsed();
     let server_pid = server_pid(&server);
     let writes_before = server_writes(&client).await;
+    let conflicts_before = server_conflicts(&client).await;
     let cpu_before = server_pid.and_then(cpu_seconds);
 
     let addr: SocketAddr = TcpListener::bind("127.0.0.1:0")
@@ -356,6 +367,10 @@ async fn main() {
     }
     let all_done = started.elapsed();
     let writes_done = server_writes(&client).await;
+    let conflicts = match (conflicts_before, server_conflicts(&client).await) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
     let controller_writes = match (writes_before, writes_done) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
@@ -459,6 +474,9 @@ async fn main() {
     );
     if let Some(cpu) = server_cpu {
         println!("figure apiserver_cpu {:.0} %", cpu * 100.0);
+    }
+    if let Some(conflicts) = conflicts {
+        println!("figure controller_write_conflicts {conflicts:.0} writes");
     }
     if let Some(idle) = idle_writes {
         println!(
