@@ -1465,13 +1465,35 @@ async fn a_status_computed_from_a_stale_read_is_refused_not_written_over_newer_p
     let progressed = h.status(FE_PATH);
     assert_eq!(progressed["progress"], "3/4");
 
-    // A reconcile of the old version (a lagging cache) must not undo that.
+    // A reconcile of the old version (a lagging cache) must not undo that. The controller's own
+    // write replaced that version: it knows without asking the API server.
     h.clock.advance(1);
-    let error =
-        federation_controller::controller::reconcile(std::sync::Arc::new(stale), h.ctx.clone())
-            .await
-            .expect_err("the stale write is refused");
+    h.server.take_calls();
+    let error = federation_controller::controller::reconcile(
+        std::sync::Arc::new(stale.clone()),
+        h.ctx.clone(),
+    )
+    .await
+    .expect_err("the stale read is refused");
     assert!(error.is_stale_read(), "{error}");
+    assert_eq!(writes(&h.server.take_calls()), Vec::<String>::new());
+    assert_eq!(h.status(FE_PATH), progressed, "newer progress kept");
+
+    // Another writer's change: the cache's newest version is stale too, and the API server's
+    // resourceVersion precondition refuses the write computed from it.
+    let current = h.enablement(FE_PATH).expect("enablement");
+    h.server.modify(FE_PATH, |fe| {
+        fe["metadata"]["annotations"] = json!({"example.com/touched": "yes"});
+    });
+    h.clock.advance(30);
+    finish_job(&h, "fleet-a-install-", "Complete");
+    let error =
+        federation_controller::controller::reconcile(std::sync::Arc::new(current), h.ctx.clone())
+            .await;
+    match error {
+        Err(error) => assert!(error.is_stale_read(), "{error}"),
+        Ok(action) => panic!("a write over another writer's version: {action:?}"),
+    }
     assert_eq!(h.status(FE_PATH), progressed, "newer progress kept");
 }
 

@@ -54,6 +54,10 @@ pub enum Error {
     Namespace(String, #[source] subjobs::Error),
     #[error("building a patch: {0}")]
     Serialization(#[from] serde_json::Error),
+    #[error(
+        "{0} was read at resourceVersion {1}, which a write of this controller has replaced since"
+    )]
+    BehindOwnWrite(String, String),
 }
 
 pub use crate::job::{DUPLICATE_RECHECK_INTERVAL, MAINTENANCE_INTERVAL};
@@ -80,6 +84,11 @@ pub struct Context {
     pub health: WatchHealth,
     /// Stale reads in a row per enablement, for the backoff of their retries.
     stale_reads: std::sync::Mutex<std::collections::HashMap<ObjectRef<FederationEnablement>, u32>>,
+    /// Per enablement, the resourceVersions this controller's own writes replaced, until the
+    /// cache shows another: a reconcile of one of them is a stale read known without asking the
+    /// API server (whose refusal, a 409, costs it nearly a write).
+    superseded:
+        std::sync::Mutex<std::collections::HashMap<ObjectRef<FederationEnablement>, Vec<String>>>,
     /// An event failed to record already: later failures are logged at debug level only.
     events_failing: std::sync::atomic::AtomicBool,
 }
@@ -110,6 +119,7 @@ impl Context {
             metrics: Arc::new(Metrics::new()),
             health: WatchHealth::default(),
             stale_reads: Default::default(),
+            superseded: Default::default(),
             events_failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -372,6 +382,7 @@ impl Error {
             Error::Finalizer(_, kube::Error::Api(status)) => {
                 status.code == 409 || status.code == 422
             }
+            Error::BehindOwnWrite(..) => true,
             _ => false,
         }
     }
@@ -415,6 +426,48 @@ impl Context {
         *count
     }
 
+    /// Notes that a write of ours replaced `fe` at `resource_version`.
+    fn replaced(&self, fe: &FederationEnablement, resource_version: Option<String>) {
+        let Some(version) = resource_version else {
+            return;
+        };
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        superseded
+            .entry(ObjectRef::from_obj(fe))
+            .or_default()
+            .push(version);
+    }
+
+    /// Whether `fe` is a version our own writes replaced; once the cache shows another, the
+    /// record of them is dropped.
+    fn behind_own_write(&self, fe: &FederationEnablement) -> bool {
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        if superseded.is_empty() {
+            return false;
+        }
+        let key = ObjectRef::from_obj(fe);
+        let Some(versions) = superseded.get(&key) else {
+            return false;
+        };
+        if fe
+            .resource_version()
+            .is_some_and(|version| versions.contains(&version))
+        {
+            return true;
+        }
+        superseded.remove(&key);
+        false
+    }
+
+    /// The enablement is gone (its finalizer removed): nothing of it to remember.
+    fn forget(&self, fe: &FederationEnablement) {
+        let key = ObjectRef::from_obj(fe);
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        superseded.remove(&key);
+        drop(superseded);
+        self.read_fresh(fe);
+    }
+
     fn read_fresh(&self, fe: &FederationEnablement) {
         let mut reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
         if !reads.is_empty() {
@@ -435,6 +488,10 @@ pub async fn reconcile(fe: Arc<FederationEnablement>, ctx: Arc<Context>) -> Resu
 }
 
 async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Action, Error> {
+    if ctx.behind_own_write(fe) {
+        let version = fe.resource_version().unwrap_or_default();
+        return Err(Error::BehindOwnWrite(fe.name_any(), version));
+    }
     let namespace = fe.namespace().unwrap_or_default();
     let api: Api<FederationEnablement> = Api::namespaced(ctx.client.clone(), &namespace);
     if fe.meta().deletion_timestamp.is_some() {
@@ -444,7 +501,9 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
         return run_job(fe, &api, ctx).await;
     }
     // Go on with the object as patched: its resourceVersion guards the status write.
-    let fe = add_finalizer(fe, &api).await?;
+    let patched = add_finalizer(fe, &api).await?;
+    ctx.replaced(fe, fe.resource_version());
+    let fe = patched;
     run_job(&fe, &api, ctx).await
 }
 

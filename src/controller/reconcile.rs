@@ -188,6 +188,7 @@ pub(super) async fn teardown(
     .await?;
     if driven.finished {
         remove_finalizer(fe, api).await?;
+        ctx.forget(fe);
         return Ok(Action::await_change());
     }
     Ok(driven

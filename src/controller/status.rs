@@ -66,6 +66,7 @@ pub(super) async fn patch_status(
         .patch_status(&fe.name_any(), &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
+    ctx.replaced(fe, resource_version);
     ctx.metrics.status_writes.inc();
     Ok(written.resource_version())
 }
