@@ -199,8 +199,8 @@ fn server_pid(server: &Server) -> Option<u32> {
 
 /// The physical limit: status merge patches (the kind of status write the controller makes)
 /// from a tight loop, 16 objects of namespace `namespace` patched at once for 5 s; patches per
-/// second.
-async fn raw_patch_rate(client: &Client, namespace: &str) -> f64 {
+/// second, and how many.
+async fn raw_patch_rate(client: &Client, namespace: &str) -> (f64, u64) {
     let api: Api<FederationEnablement> = Api::namespaced(client.clone(), namespace);
     const PROBES: u64 = 16;
     for p in 0..PROBES {
@@ -234,7 +234,7 @@ async fn raw_patch_rate(client: &Client, namespace: &str) -> f64 {
         for done in futures::future::join_all(loops).await {
             total += done.expect("patch loop");
         }
-        total as f64 / started.elapsed().as_secs_f64()
+        (total as f64 / started.elapsed().as_secs_f64(), total)
     };
     for p in 0..PROBES {
         api.delete(&format!("scale-{:04}", 9000 + p), &Default::default())
@@ -323,6 +323,7 @@ async fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("controller starts");
+    let controller_cpu_before = cpu_seconds(controller.id());
     while http_get(addr, "/readyz").map_or(true, |r| !r.starts_with("HTTP/1.1 200")) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -375,8 +376,16 @@ async fn main() {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
-    let server_cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
-        (Some(before), Some(after)) => Some((after - before) / all_done.as_secs_f64()),
+    let server_cpu_seconds = match (cpu_before, server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    let server_cpu = server_cpu_seconds.map(|cpu| cpu / all_done.as_secs_f64());
+    // Under a wrapper the process is the wrapper's, not the controller's.
+    let controller_cpu = match (controller_cpu_before, cpu_seconds(controller.id())) {
+        (Some(before), Some(after)) if !wrapped() => {
+            Some((after - before) / all_done.as_secs_f64())
+        }
         _ => None,
     };
     // Every job is done and nothing changes: a level-triggered controller writes nothing.
@@ -399,7 +408,20 @@ async fn main() {
     let rss = peak_rss_kib(controller.id());
     // The server's limit, measured now, with the controller and its watches still running (on
     // objects of another namespace, so that it has nothing to do with them).
-    let patches = raw_patch_rate(&client, &format!("{namespace}-probe")).await;
+    let probe_cpu_before = server_pid.and_then(cpu_seconds);
+    let (patches, probe_patches) = raw_patch_rate(&client, &format!("{namespace}-probe")).await;
+    // The server's CPU per raw patch (the probe's 32 creates and deletes included), and per
+    // controller write: what one write costs it in each case.
+    let cpu_per_raw_patch = match (probe_cpu_before, server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) if probe_patches > 0 => {
+            Some((after - before) / probe_patches as f64)
+        }
+        _ => None,
+    };
+    let cpu_per_controller_write = match (server_cpu_seconds, controller_writes) {
+        (Some(cpu), Some(writes)) if writes > 0.0 => Some(cpu / writes),
+        _ => None,
+    };
     if wrapped() {
         // Let the profiler see the controller end and write its report.
         let _ = Command::new("pkill")
@@ -474,6 +496,16 @@ async fn main() {
     );
     if let Some(cpu) = server_cpu {
         println!("figure apiserver_cpu {:.0} %", cpu * 100.0);
+    }
+    if let Some(cpu) = controller_cpu {
+        println!("figure controller_cpu {:.0} %", cpu * 100.0);
+    }
+    if let (Some(write), Some(raw)) = (cpu_per_controller_write, cpu_per_raw_patch) {
+        println!(
+            "figure apiserver_cpu_per_controller_write {:.2} ms",
+            write * 1000.0
+        );
+        println!("figure apiserver_cpu_per_raw_patch {:.2} ms", raw * 1000.0);
     }
     if let Some(conflicts) = conflicts {
         println!("figure controller_write_conflicts {conflicts:.0} writes");
