@@ -5,13 +5,13 @@
 //! tests/support, which logs every request: full scenarios of the reconciler with the
 //! Kubernetes executors (install to Success, repairs, a failed install retried, a cluster-scoped
 //! chart, a foreign control-plane namespace, deletion), the HTTP API's reviews, a replica in the
-//! leader election, and the watches `controller::run` starts. Each request is mapped to what the
+//! leader election, and the watches the controller starts (`controller::follow_enablements`, the
+//! process's one watch of enablements, and those of `controller::run`). Each request is mapped to what the
 //! API server authorizes: (API group, resource[/subresource], verb, namespace, name). Checks the
 //! API server makes beyond the request itself are derived from the request bodies: `bind` on the
 //! ClusterRole a (Cluster)RoleBinding names (RBAC's escalation check), and, for owner references
 //! (the OwnerReferencesPermissionEnforcement admission plugin), `delete` on the object and, with
-//! `blockOwnerDeletion`, `update` on the owner's `finalizers`. What no scenario can observe is
-//! listed in [`unobserved`], with why.
+//! `blockOwnerDeletion`, `update` on the owner's `finalizers`.
 
 mod deploy_support;
 mod support;
@@ -391,26 +391,6 @@ fn record(accesses: &mut Accesses, calls: &[Call]) {
                 .or_insert_with(|| format!("implied by {line}"));
         }
     }
-}
-
-/// What the controller does that no scenario here can observe, and why.
-fn unobserved(policy: &Policy) -> Accesses {
-    let mut listed = Accesses::new();
-    // src/main.rs: the HTTP API's own cache of enablements keeps its own watch, on the same
-    // scope as the controller's (src/main.rs is a binary; the scenarios cannot start it).
-    for verb in ["list", "watch"] {
-        listed.insert(
-            access(
-                "federation.fleet.dev",
-                "federationenablements",
-                verb,
-                policy.watch_namespace.as_deref(),
-                None,
-            ),
-            "the HTTP API's cache watch (src/main.rs)".into(),
-        );
-    }
-    listed
 }
 
 // ------------------------------------------------------------------------------ scenarios
@@ -838,7 +818,7 @@ fn watching_team_a() -> Policy {
 /// Everything the controller does under `policy`: the scenarios it allows, the reviews, the
 /// watches, and what no scenario observes.
 async fn observe(policy: Policy) -> Accesses {
-    let mut accesses = unobserved(&policy);
+    let mut accesses = Accesses::new();
     record(
         &mut accesses,
         &whole_life(policy.clone(), NS, json!({})).await,
