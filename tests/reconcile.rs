@@ -1858,3 +1858,48 @@ async fn a_refused_enablement_is_deleted_at_once_without_looking_for_objects() {
         "nothing looked up in kube-system"
     );
 }
+
+/// An API server that serves no events (a 404 on `events.k8s.io/v1`) is not asked again for
+/// every transition: the controller records none for a while, then tries again.
+#[tokio::test]
+async fn events_pause_after_the_api_server_answers_that_it_serves_none() {
+    use federation_controller::api::MANAGER;
+    use federation_controller::controller::EVENTS_UNSERVED_RETRY;
+    use kube::runtime::events::{Recorder, Reporter};
+
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
+    let mut h = setup(json!({}));
+    let recorder = Recorder::new(h.server.client(), Reporter::from(MANAGER.to_string()));
+    std::sync::Arc::get_mut(&mut h.ctx)
+        .expect("the harness owns its context")
+        .recorder = Some(recorder);
+    let event_posts = |calls: &[Call]| {
+        calls
+            .iter()
+            .filter(|c| c.line() == format!("POST {EVENTS}"))
+            .count()
+    };
+
+    h.server.fail(http::Method::POST, EVENTS, 404);
+    h.reconcile(FE_PATH).await;
+    let calls = h.server.take_calls();
+    assert_eq!(event_posts(&calls), 1, "one 404, then no more tries");
+    assert!(
+        h.status(FE_PATH)["subJobs"].is_array(),
+        "the reconcile goes on without events"
+    );
+
+    give_load_balancer_address(&h);
+    h.clock.advance(2);
+    h.reconcile(FE_PATH).await;
+    assert_eq!(event_posts(&h.server.take_calls()), 0, "paused");
+
+    h.server.heal(http::Method::POST, EVENTS);
+    h.clock.advance(EVENTS_UNSERVED_RETRY.as_secs());
+    finish_job(&h, "fleet-a-install-", "Complete");
+    h.reconcile(FE_PATH).await;
+    assert!(
+        event_posts(&h.server.take_calls()) > 0,
+        "tried again once the pause is over"
+    );
+}

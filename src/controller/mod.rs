@@ -31,7 +31,7 @@ mod reconcile;
 mod status;
 
 pub use crate::clock::{Clock, SystemClock};
-pub use status::to_event;
+pub use status::{EVENTS_UNSERVED_RETRY, to_event};
 
 use reconcile::{run_job, teardown};
 use status::add_finalizer;
@@ -91,6 +91,8 @@ pub struct Context {
         std::sync::Mutex<std::collections::HashMap<ObjectRef<FederationEnablement>, Vec<String>>>,
     /// An event failed to record already: later failures are logged at debug level only.
     events_failing: std::sync::atomic::AtomicBool,
+    /// The API server answered that it serves no events (404): none is sent before this time.
+    events_unserved_until: std::sync::Mutex<Option<jiff::Timestamp>>,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ impl Context {
             stale_reads: Default::default(),
             superseded: Default::default(),
             events_failing: std::sync::atomic::AtomicBool::new(false),
+            events_unserved_until: std::sync::Mutex::new(None),
         }
     }
 }

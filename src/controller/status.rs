@@ -119,14 +119,40 @@ fn record_durations(
 }
 
 /// Records an event per transition; a failure to record is logged, never fatal.
+/// How long the controller sends no events after the API server answered that it serves none
+/// (a 404 on `events.k8s.io/v1`); then it tries again.
+pub const EVENTS_UNSERVED_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
 async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transition]) {
     let Some(recorder) = &ctx.recorder else {
         return;
     };
+    let now = ctx.clock.now();
+    {
+        let mut unserved = ctx
+            .events_unserved_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *unserved {
+            Some(until) if now < until => return,
+            Some(_) => *unserved = None,
+            None => {}
+        }
+    }
     let reference = fe.object_ref(&());
     for transition in transitions {
         let event = to_event(transition);
         if let Err(error) = recorder.publish(&event, &reference).await {
+            // Not served at all (an API server without the events API): asking again for every
+            // transition would only cost it a request each.
+            if matches!(&error, kube::Error::Api(status) if status.code == 404) {
+                *ctx.events_unserved_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some(now.saturating_add(EVENTS_UNSERVED_RETRY).unwrap_or(now));
+                warn!(%error, "the API server serves no events; none is recorded for the next 5 minutes");
+                return;
+            }
             if ctx
                 .events_failing
                 .swap(true, std::sync::atomic::Ordering::Relaxed)
