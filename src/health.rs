@@ -1,7 +1,7 @@
 //! Whether the controller's watches keep up with the API server.
 //!
-//! Each watch (the FederationEnablement watch of the controller and of the HTTP cache, the
-//! owned-object watches, the leader election) reports its successes and failures here. A watch
+//! Each watch (the process's one FederationEnablement watch, which the controller and the HTTP
+//! cache share, the owned-object watches, the leader election) reports its successes and failures here. A watch
 //! that has been failing without a break for longer than `--watch-stall-seconds` makes `/healthz`
 //! fail, so that the kubelet restarts a replica that is stuck behind a dead watch rather than
 //! leaving it up, healthy-looking and serving stale data.

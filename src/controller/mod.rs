@@ -128,10 +128,6 @@ impl Context {
     }
 }
 
-/// Runs the controller until `shutdown` resolves; in-flight reconciles finish first.
-///
-/// Every watch has its own backoff and reports to `health`; its errors never reach the
-/// controller's trigger queue, so one failing watch neither pauses the others nor the store.
 /// The annotation `kubectl apply` keeps a whole copy of the object in.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -211,7 +207,11 @@ pub struct Reconciler {
     pub health: WatchHealth,
 }
 
-/// Reconciles the enablements of the reconciler's cache until `shutdown` resolves.
+/// Reconciles the enablements of the reconciler's cache until `shutdown` resolves; in-flight
+/// reconciles finish first.
+///
+/// Every watch has its own backoff and reports to `health`; its errors never reach the
+/// controller's trigger queue, so one failing watch neither pauses the others nor the store.
 pub async fn run(
     reconciler: Reconciler,
     shutdown: impl future::Future<Output = ()> + Send + Sync + 'static,
@@ -268,6 +268,12 @@ pub async fn run(
                 // Deleted while a reconcile was queued: nothing left to do.
                 Err(kube::runtime::controller::Error::ObjectNotFound(object)) => {
                     debug!(%object, "gone before its reconcile")
+                }
+                // Read before the newest version reached the cache: the watch brings it next.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(error, object))
+                    if error.is_stale_read() =>
+                {
+                    debug!(%object, %error, "reconciled a stale version")
                 }
                 Err(error) => warn!(%error, "reconcile failed"),
             }
@@ -395,16 +401,25 @@ impl Error {
 /// [`WATCH_RETRY_CAP`].
 pub const STALE_READ_RETRY: Duration = Duration::from_millis(500);
 
+/// Stale reads in a row that the record of our own writes may cause before it is dropped.
+const TRUSTED_STALE_READS: u32 = 3;
+
+/// Entries of that record before the deleted enablements' entries are dropped.
+const SUPERSEDED_PRUNE_AT: usize = 1024;
+
 pub fn error_policy(fe: Arc<FederationEnablement>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_stale_read() {
         // The watch normally brings the newer version within moments. If it does not, the cache
         // is stuck behind the API server: retrying at a fixed pace would only repeat the 409, so
         // back off, and report it like a failing watch (a stuck one fails `/healthz`).
         let in_a_row = ctx.stale_read(&fe);
-        ctx.health.failed(
-            "FederationEnablement",
-            &format_args!("the cache is behind the API server: {error}"),
-        );
+        // One stale read is the normal echo of a write; a run of them is a cache left behind.
+        if in_a_row >= 2 {
+            ctx.health.failed(
+                "FederationEnablement",
+                &format_args!("the cache is behind the API server: {error}"),
+            );
+        }
         debug!(enablement = %fe.name_any(), %error, in_a_row, "read a stale version; reconciling the newer one");
         return Action::requeue(stale_read_retry(in_a_row));
     }
@@ -429,12 +444,18 @@ impl Context {
         *count
     }
 
-    /// Notes that a write of ours replaced `fe` at `resource_version`.
-    fn replaced(&self, fe: &FederationEnablement, resource_version: Option<String>) {
-        let Some(version) = resource_version else {
+    /// Notes that a write of ours replaced `fe` at `replaced` with `written` (a write that
+    /// changed nothing keeps the version, and replaced nothing).
+    fn replaced(&self, fe: &FederationEnablement, replaced: Option<String>, written: Option<&str>) {
+        let Some(version) = replaced.filter(|v| Some(v.as_str()) != written) else {
             return;
         };
         let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
+        // Enablements deleted while an entry was kept: dropped now and then, not per write.
+        if superseded.len() >= SUPERSEDED_PRUNE_AT.max(2 * self.cache.len()) {
+            let store = self.cache.store();
+            superseded.retain(|key, _| store.get(key).is_some());
+        }
         superseded
             .entry(ObjectRef::from_obj(fe))
             .or_default()
@@ -442,7 +463,9 @@ impl Context {
     }
 
     /// Whether `fe` is a version our own writes replaced; once the cache shows another, the
-    /// record of them is dropped.
+    /// record of them is dropped. It only saves requests: after a few stale reads in a row it
+    /// is dropped too and the server's precondition decides (a version seen again after an
+    /// etcd restore must not stop the enablement).
     fn behind_own_write(&self, fe: &FederationEnablement) -> bool {
         let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         if superseded.is_empty() {
@@ -452,10 +475,14 @@ impl Context {
         let Some(versions) = superseded.get(&key) else {
             return false;
         };
-        if fe
+        let replaced = fe
             .resource_version()
-            .is_some_and(|version| versions.contains(&version))
-        {
+            .is_some_and(|version| versions.contains(&version));
+        let in_a_row = || {
+            let reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+            reads.get(&key).copied().unwrap_or(0)
+        };
+        if replaced && in_a_row() < TRUSTED_STALE_READS {
             return true;
         }
         superseded.remove(&key);
@@ -505,7 +532,11 @@ async fn reconcile_once(fe: &FederationEnablement, ctx: &Context) -> Result<Acti
     }
     // Go on with the object as patched: its resourceVersion guards the status write.
     let patched = add_finalizer(fe, &api).await?;
-    ctx.replaced(fe, fe.resource_version());
+    ctx.replaced(
+        fe,
+        fe.resource_version(),
+        patched.resource_version().as_deref(),
+    );
     let fe = patched;
     run_job(&fe, &api, ctx).await
 }
@@ -636,6 +667,11 @@ mod tests {
 
         // A deleted enablement wakes nothing; a relist wakes every one listed.
         cache.apply(Event::Delete(enablement("ns", "a", "uid-a")));
+        let idle = tokio::time::timeout(std::time::Duration::from_millis(200), triggers.next());
+        assert!(
+            idle.await.is_err(),
+            "nothing to reconcile for a deleted one"
+        );
         cache.apply(Event::Init);
         cache.apply(Event::InitApply(enablement("ns", "b", "uid-b")));
         cache.apply(Event::InitApply(enablement("ns", "c", "uid-c")));

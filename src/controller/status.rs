@@ -51,6 +51,10 @@ pub(super) async fn patch_status(
         Some(current) => merge_diff(&serde_json::to_value(current)?, &to),
         None => to,
     };
+    // Different values that serialize alike: nothing to send.
+    if changes == json!({}) {
+        return Ok(resource_version);
+    }
     // The resourceVersion we read is a precondition: a status computed from a stale view
     // (a lagging cache, a second writer) is refused rather than overwriting newer progress,
     // and the changes apply to exactly the status they were computed from.
@@ -66,7 +70,7 @@ pub(super) async fn patch_status(
         .patch_status(&fe.name_any(), &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::StatusPatch(fe.name_any(), e))?;
-    ctx.replaced(fe, resource_version);
+    ctx.replaced(fe, resource_version, written.resource_version().as_deref());
     ctx.metrics.status_writes.inc();
     Ok(written.resource_version())
 }
@@ -118,11 +122,18 @@ fn record_durations(
     }
 }
 
-/// Records an event per transition; a failure to record is logged, never fatal.
 /// How long the controller sends no events after the API server answered that it serves none
 /// (a 404 on `events.k8s.io/v1`); then it tries again.
 pub const EVENTS_UNSERVED_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
+/// A 404 that names no object: the events API is not served. A 404 naming an event is that
+/// event gone (the recorder patches a repeated one), not the API.
+fn events_unserved(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404
+        && status.details.as_ref().is_none_or(|d| d.name.is_empty()))
+}
+
+/// Records an event per transition; a failure to record is logged, never fatal.
 async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transition]) {
     let Some(recorder) = &ctx.recorder else {
         return;
@@ -145,7 +156,7 @@ async fn publish(fe: &FederationEnablement, ctx: &Context, transitions: &[Transi
         if let Err(error) = recorder.publish(&event, &reference).await {
             // Not served at all (an API server without the events API): asking again for every
             // transition would only cost it a request each.
-            if matches!(&error, kube::Error::Api(status) if status.code == 404) {
+            if events_unserved(&error) {
                 *ctx.events_unserved_until
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) =
@@ -275,7 +286,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    use super::merge_diff;
+    use super::{events_unserved, merge_diff};
 
     /// JSON as statuses serialize: no member is `null` (an absent field is left out).
     fn json_value() -> impl Strategy<Value = Value> {
@@ -301,6 +312,22 @@ mod tests {
             json_patch::merge(&mut merged, &merge_diff(&from, &to));
             prop_assert_eq!(merged, to);
         }
+    }
+
+    #[test]
+    fn only_a_404_that_names_no_event_means_the_events_api_is_not_served() {
+        let not_found = |details: serde_json::Value| {
+            let status = json!({"code": 404, "reason": "NotFound", "details": details});
+            kube::Error::Api(Box::new(serde_json::from_value(status).expect("status")))
+        };
+        assert!(events_unserved(&not_found(json!(null))));
+        assert!(events_unserved(&not_found(json!({}))));
+        let gone =
+            not_found(json!({"name": "fleet-a.1", "group": "events.k8s.io", "kind": "events"}));
+        assert!(!events_unserved(&gone), "that event is gone, not the API");
+        let refused = json!({"code": 403, "reason": "Forbidden"});
+        let refused = kube::Error::Api(Box::new(serde_json::from_value(refused).expect("status")));
+        assert!(!events_unserved(&refused));
     }
 
     #[test]

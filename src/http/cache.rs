@@ -327,8 +327,10 @@ impl FederationCache {
                     fresh.insert(Cached::new(object));
                 }
                 *self.write() = fresh;
-                self.ready.send_replace(true);
+                // Subscribers hear of the relist before anyone is told the cache is ready, so
+                // one that reads everything once ready is not told to read it all again.
                 self.notify(None);
+                self.ready.send_replace(true);
             }
         }
     }
