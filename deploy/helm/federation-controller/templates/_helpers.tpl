@@ -123,11 +123,12 @@ HTTP or HTTPS, for the probes and the scrape configuration.
 The rights the controller uses in the namespaces it watches: cluster-wide in the ClusterRole, or
 in a Role in watchNamespace. Each rule says which part of the controller needs it; the verbs are
 exactly the calls the code makes (tests/rbac.rs derives them from the requests of full scenarios
-and fails on a missing or an unused permission). Server-side apply and JSON patch are `patch`.
+and fails on a missing or an unused permission). Server-side apply, merge and JSON patches are `patch`.
 */}}
 {{- define "federation-controller.namespacedRules" -}}
-# The controller (src/controller.rs) and the HTTP API's cache (src/main.rs) list and watch the
-# enablements; the controller adds and removes its finalizer with a JSON patch.
+# The process's one watch of the enablements (src/controller/mod.rs, shared with the HTTP
+# API's cache) lists and watches them; the controller adds and removes its finalizer with a
+# JSON patch.
 - apiGroups: [federation.fleet.dev]
   resources: [federationenablements]
   verbs: [list, watch, patch]
