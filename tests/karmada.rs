@@ -512,6 +512,21 @@ async fn a_fleet_id_edited_after_deletion_still_tears_down_the_control_plane_ins
             .contains(&json!({"name": "RELEASE", "value": CP_NS})),
         "the recorded release: {env:#}"
     );
+    finish_the_cluster_admin_uninstall(
+        &h,
+        &[
+            HOOK_ROLE.to_string(),
+            HOOK_BINDING.to_string(),
+            format!("{SECRETS}fleet-a-federation-kubeconfig"),
+            NAMESPACE.to_string(),
+        ],
+    )
+    .await;
+}
+
+/// The uninstall Job runs as `cluster-admin`, bound cluster-wide; once it completes, the
+/// enablement goes, and every path of `gone` with it.
+async fn finish_the_cluster_admin_uninstall(h: &Harness, gone: &[String]) {
     let binding = h
         .server
         .get(&format!(
@@ -519,17 +534,11 @@ async fn a_fleet_id_edited_after_deletion_still_tears_down_the_control_plane_ins
         ))
         .expect("the installer bound cluster-wide for the uninstall");
     assert_eq!(binding["roleRef"]["name"], "cluster-admin");
-
-    finish_job(&h, "fleet-a-uninst-", "Complete");
-    reconcile_until_gone(&h, FE_PATH).await;
+    finish_job(h, "fleet-a-uninst-", "Complete");
+    reconcile_until_gone(h, FE_PATH).await;
     assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
-    for path in [
-        HOOK_ROLE.to_string(),
-        HOOK_BINDING.to_string(),
-        format!("{SECRETS}fleet-a-federation-kubeconfig"),
-        NAMESPACE.to_string(),
-    ] {
-        assert!(h.server.get(&path).is_none(), "{path} deleted");
+    for path in gone {
+        assert!(h.server.get(path).is_none(), "{path} deleted");
     }
 }
 
@@ -573,21 +582,13 @@ async fn a_profile_edited_after_deletion_still_cleans_up_after_the_karmada_insta
             "installerClusterRole": "cluster-admin"});
     });
     h.reconcile(FE_PATH).await;
-    let binding = h
-        .server
-        .get(&format!(
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/federation-installer.{CP_NS}.{NAME}"
-        ))
-        .expect("the installer bound cluster-wide for the uninstall");
-    assert_eq!(binding["roleRef"]["name"], "cluster-admin");
-    finish_job(&h, "fleet-a-uninst-", "Complete");
-    reconcile_until_gone(&h, FE_PATH).await;
-    assert!(h.server.get(FE_PATH).is_none(), "finalizer removed");
-    for path in [
-        HOOK_ROLE.to_string(),
-        HOOK_BINDING.to_string(),
-        NAMESPACE.to_string(),
-    ] {
-        assert!(h.server.get(&path).is_none(), "{path} deleted");
-    }
+    finish_the_cluster_admin_uninstall(
+        &h,
+        &[
+            HOOK_ROLE.to_string(),
+            HOOK_BINDING.to_string(),
+            NAMESPACE.to_string(),
+        ],
+    )
+    .await;
 }

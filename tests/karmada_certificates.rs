@@ -11,10 +11,9 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use federation_controller::subjobs::cert::KeyedCert;
-use federation_controller::subjobs::cert::karmada::{
-    FEDERATION_ADMIN, KarmadaNames, KarmadaRequest, KarmadaSet, issue_set,
-};
+use federation_controller::subjobs::cert::karmada::{FEDERATION_ADMIN, KarmadaSet, issue_set};
 use federation_controller::subjobs::cert::kubeconfig::{KubeconfigInput, kubeconfig, server_url};
+use federation_controller::testing::karmada_request;
 
 /// The directory with `etcd`, `testenv-apiserver` and `kubectl`; None: skip.
 fn testenv_bin() -> Option<PathBuf> {
@@ -64,17 +63,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The set for a control plane reached at 127.0.0.1, as CreateCert issues it.
 fn certificate_set() -> KarmadaSet<KeyedCert> {
-    let request = KarmadaRequest {
-        names: KarmadaNames {
-            release: "karmada-fleet-a".into(),
-            namespace: "karmada-fleet-a".into(),
-            system_namespace: "karmada-system".into(),
-            cluster_domain: "cluster.local".into(),
-            endpoint_host: "127.0.0.1".into(),
-            extra_sans: Vec::new(),
-        },
-        validity_days: 30,
-    };
+    let request = karmada_request("karmada-fleet-a", "karmada-fleet-a", "127.0.0.1");
     issue_set(&request, jiff::Timestamp::now()).expect("a certificate set")
 }
 

@@ -450,9 +450,10 @@ impl Context {
         let Some(version) = replaced.filter(|v| Some(v.as_str()) != written) else {
             return;
         };
+        let enablements = self.cache.len();
         let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         // Enablements deleted while an entry was kept: dropped now and then, not per write.
-        if superseded.len() >= SUPERSEDED_PRUNE_AT.max(2 * self.cache.len()) {
+        if superseded.len() >= SUPERSEDED_PRUNE_AT.max(2 * enablements) {
             let store = self.cache.store();
             superseded.retain(|key, _| store.get(key).is_some());
         }
@@ -467,22 +468,19 @@ impl Context {
     /// is dropped too and the server's precondition decides (a version seen again after an
     /// etcd restore must not stop the enablement).
     fn behind_own_write(&self, fe: &FederationEnablement) -> bool {
-        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
-        if superseded.is_empty() {
-            return false;
-        }
         let key = ObjectRef::from_obj(fe);
+        let in_a_row = {
+            let reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
+            reads.get(&key).copied().unwrap_or(0)
+        };
+        let mut superseded = self.superseded.lock().unwrap_or_else(|e| e.into_inner());
         let Some(versions) = superseded.get(&key) else {
             return false;
         };
         let replaced = fe
             .resource_version()
             .is_some_and(|version| versions.contains(&version));
-        let in_a_row = || {
-            let reads = self.stale_reads.lock().unwrap_or_else(|e| e.into_inner());
-            reads.get(&key).copied().unwrap_or(0)
-        };
-        if replaced && in_a_row() < TRUSTED_STALE_READS {
+        if replaced && in_a_row < TRUSTED_STALE_READS {
             return true;
         }
         superseded.remove(&key);

@@ -22,3 +22,26 @@ pub fn enablement(namespace: &str, name: &str, uid: &str) -> FederationEnablemen
     fe.metadata.uid = Some(uid.to_string());
     fe
 }
+
+/// The certificate request for a Karmada control plane `release` in `namespace` reached at
+/// `endpoint_host`: the chart's default names, no extra SANs, 30 days.
+pub fn karmada_request(
+    release: &str,
+    namespace: &str,
+    endpoint_host: &str,
+) -> crate::subjobs::cert::karmada::KarmadaRequest {
+    use crate::subjobs::cert::karmada::{
+        DEFAULT_CLUSTER_DOMAIN, DEFAULT_SYSTEM_NAMESPACE, KarmadaNames, KarmadaRequest,
+    };
+    KarmadaRequest {
+        names: KarmadaNames {
+            release: release.to_string(),
+            namespace: namespace.to_string(),
+            system_namespace: DEFAULT_SYSTEM_NAMESPACE.to_string(),
+            cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            endpoint_host: endpoint_host.to_string(),
+            extra_sans: Vec::new(),
+        },
+        validity_days: 30,
+    }
+}

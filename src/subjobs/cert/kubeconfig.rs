@@ -220,18 +220,7 @@ mod tests {
 
     #[test]
     fn a_kubeconfig_from_the_karmada_set_holds_the_ca_and_the_admin_certificate() {
-        let names = crate::subjobs::cert::karmada::KarmadaNames {
-            release: "fed".to_string(),
-            namespace: "fed-cp".to_string(),
-            system_namespace: "karmada-system".to_string(),
-            cluster_domain: "cluster.local".to_string(),
-            endpoint_host: "203.0.113.7".to_string(),
-            extra_sans: vec![],
-        };
-        let request = crate::subjobs::cert::karmada::KarmadaRequest {
-            names,
-            validity_days: 30,
-        };
+        let request = crate::testing::karmada_request("fed", "fed-cp", "203.0.113.7");
         let now = "2026-01-15T08:00:00Z".parse().expect("timestamp");
         let set = crate::subjobs::cert::karmada::issue_set(&request, now).expect("set");
         let document = kubeconfig(&KubeconfigInput {

@@ -270,7 +270,8 @@ mod tests {
 
     // --- The Karmada profile ---
 
-    use crate::subjobs::cert::karmada::{KarmadaNames, KarmadaRequest, issue_set};
+    use crate::subjobs::cert::karmada::issue_set;
+    use crate::testing::karmada_request;
 
     const UID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
@@ -284,17 +285,7 @@ mod tests {
     }
 
     fn certificate_set() -> KarmadaSet<Option<KeyedCert>> {
-        let request = KarmadaRequest {
-            names: KarmadaNames {
-                release: "karmada-fleet-a".into(),
-                namespace: "karmada-fleet-a".into(),
-                system_namespace: "karmada-system".into(),
-                cluster_domain: "cluster.local".into(),
-                endpoint_host: "203.0.113.10".into(),
-                extra_sans: Vec::new(),
-            },
-            validity_days: 30,
-        };
+        let request = karmada_request("karmada-fleet-a", "karmada-fleet-a", "203.0.113.10");
         let now = "2026-01-15T08:00:00Z".parse().expect("time");
         let set = issue_set(&request, now).expect("set");
         KarmadaSet::from_fn(|member| Some(set.get(member).clone()))
