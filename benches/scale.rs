@@ -98,8 +98,8 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
 }
 
 /// The controller binary, run under `FEDERATION_BENCH_CONTROLLER_WRAPPER` when it is set (a
-/// profiler that execs its argument, e.g. `heaptrack -o /tmp/scale`); the peak RSS is then the
-/// wrapper's process, so read the profiler's own figures instead.
+/// profiler that runs its argument, e.g. `heaptrack -o /tmp/scale`); the process is then the
+/// wrapper's, so the controller's RSS and CPU are not reported: read the profiler's figures.
 fn controller_command() -> Command {
     let binary = env!("CARGO_BIN_EXE_federation-controller");
     let wrapper = wrapper();
@@ -405,7 +405,7 @@ async fn main() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no status write counter in /metrics:\n{metrics}"));
-    let rss = peak_rss_kib(controller.id());
+    let rss = (!wrapped()).then(|| peak_rss_kib(controller.id()) as f64 / 1024.0);
     // The server's limit, measured now, with the controller and its watches still running (on
     // objects of another namespace, so that it has nothing to do with them).
     let probe_cpu_before = server_pid.and_then(cpu_seconds);
@@ -445,10 +445,9 @@ async fn main() {
         "  status writes per enablement    {:>10.2}",
         writes / count as f64
     );
-    println!(
-        "  controller peak RSS             {:>10.1} MiB",
-        rss as f64 / 1024.0
-    );
+    if let Some(rss) = rss {
+        println!("  controller peak RSS             {rss:>10.1} MiB");
+    }
     println!(
         "  progress route while running    p50 {:.2?}  p99 {:.2?}  ({} requests)",
         percentile(&latencies, 0.5),
@@ -489,7 +488,9 @@ async fn main() {
     }
     println!("figure raw_status_patches_per_second {patches:.0} 1/s");
     println!("figure all_success_seconds {:.1} s", all_done.as_secs_f64());
-    println!("figure controller_peak_rss {:.1} MiB", rss as f64 / 1024.0);
+    if let Some(rss) = rss {
+        println!("figure controller_peak_rss {rss:.1} MiB");
+    }
     println!(
         "figure progress_p99_during_run {:.2} ms",
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0
