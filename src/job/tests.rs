@@ -915,7 +915,8 @@ fn what_a_run_starts_is_recorded_and_a_new_run_does_not_reset_it() {
 #[test]
 fn a_spec_change_never_skips_the_teardown_of_what_was_installed() {
     let h = installed_then_changed();
-    let installed = install_facts("runner:1");
+    // The live spec now says runner:2; the record says what installed.
+    let installed = InstallFacts::recorded_or(h.status.created.as_ref(), install_facts("runner:2"));
     let d = begin_teardown_of(&h.status, true, &installed);
     assert!(!d.finished, "the install is there: the finalizer stays");
     let Some(Command::Undo {
@@ -930,6 +931,10 @@ fn a_spec_change_never_skips_the_teardown_of_what_was_installed() {
     assert_eq!(*step, TeardownStepType::UninstallFederationChart);
     assert!(*work_may_exist, "helm uninstall runs: a release may exist");
     assert_eq!(carried, &installed, "the uninstall uses what was installed");
+    assert_eq!(
+        carried.runner_image, "runner:1",
+        "not the live spec's image"
+    );
 }
 
 #[test]
