@@ -25,8 +25,9 @@ pub const INSTALL_SCRIPT: &str = include_str!("install.sh");
 pub const UNINSTALL_SCRIPT: &str = include_str!("uninstall.sh");
 
 /// Label of a helm release (`helm upgrade --install --labels`): the uid of the enablement that
-/// made it. Install and uninstall act only on a release that carries this enablement's.
-pub const RELEASE_OWNER_LABEL: &str = "federation.fleet.dev/enablement-uid";
+/// made it, under the name every object the controller makes carries it. Install and uninstall
+/// act only on a release that carries this enablement's.
+pub use crate::api::ENABLEMENT_UID_LABEL as RELEASE_OWNER_LABEL;
 
 /// The container that runs helm.
 const CONTAINER: &str = "helm";
@@ -58,12 +59,6 @@ impl Operation {
             Operation::Uninstall => UNINSTALL_SCRIPT,
         }
     }
-}
-
-/// The runner image: `chart.runnerImage`, or the controller's default (for a teardown, the
-/// recorded install's, within today's allowlist).
-pub fn runner_image<'a>(ctx: &'a Context<'a>) -> &'a str {
-    ctx.runner_image()
 }
 
 /// Seconds left of the current attempt (the Job's `activeDeadlineSeconds`).
@@ -245,7 +240,7 @@ fn container(
     let quantity = |s: &str| Quantity(s.to_string());
     Container {
         name: CONTAINER.to_string(),
-        image: Some(runner_image(ctx).to_string()),
+        image: Some(ctx.runner_image().to_string()),
         command: Some(vec![
             "/bin/sh".to_string(),
             "-c".to_string(),

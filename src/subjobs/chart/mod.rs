@@ -23,7 +23,6 @@ use kube::{Api, Client, Resource, ResourceExt};
 use self::identity::ensure_identity;
 pub use self::job_spec::{
     INSTALL_SCRIPT, OPERATION_LABEL, Operation, UNINSTALL_SCRIPT, desired_job, remaining_seconds,
-    runner_image,
 };
 pub use self::values::{
     KarmadaCerts, deep_merge, desired_values_secret, generic_values, karmada_values,
@@ -150,9 +149,13 @@ fn ended_before(job: &Job, started_at: jiff::Timestamp) -> bool {
 }
 
 /// What a Job reports when its script found a release that is not this enablement's.
-const RELEASE_NOT_OURS: &str = "the helm release exists and was not made by this enablement (it \
-     lacks the label federation.fleet.dev/enablement-uid with this enablement's uid); it is left \
-     untouched";
+fn release_not_ours() -> String {
+    format!(
+        "the helm release exists and was not made by this enablement (it lacks the label {} \
+         with this enablement's uid); it is left untouched",
+        job_spec::RELEASE_OWNER_LABEL
+    )
+}
 
 /// Where a Job of ours stands, read only from its `Complete`/`Failed` conditions. A failure by
 /// the pod failure policy on [`job_spec::RELEASE_NOT_OURS_EXIT_CODE`] is a release conflict.
@@ -176,7 +179,7 @@ pub fn job_outcome(job: &Job) -> JobRun {
             if c.reason.as_deref() == Some("PodFailurePolicy")
                 && c.message.as_deref().is_some_and(|m| m.contains(&not_ours)) =>
         {
-            JobRun::NotOurs(RELEASE_NOT_OURS.to_string())
+            JobRun::NotOurs(release_not_ours())
         }
         Some(c) => JobRun::Failed(format!(
             "{}: {}",
