@@ -28,11 +28,10 @@ use kube::{Api, Client};
 use self::karmada::store::StoredSecrets;
 pub use self::pki::{CertRequest, KeyedCert, San, desired_sans, endpoint_host, renew};
 use self::secrets::{
-    CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, desired_ca_secret, desired_cert_secret,
-    get_secret, stored,
+    TLS_CERT_KEY, TLS_KEY_KEY, desired_ca_secret, desired_cert_secret, get_secret, stored,
 };
 use super::{Context, Result, SubJobExecutor, names};
-use super::{apply, deletion, ownership};
+use super::{apply, deletion};
 use crate::api::{ChartProfile, EXTEND_PARAM_KUBECONFIG_SECRET, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
@@ -108,20 +107,12 @@ impl CertExecutor {
         // the stored certificates before the desired Secrets exist.
         let ca_secret = get_secret(&api, namespace, names::ca_secret(ctx.name)).await?;
         let cert_secret = get_secret(&api, namespace, names::cert_secret(ctx.name)).await?;
-        for secret in [&ca_secret, &cert_secret].into_iter().flatten() {
-            if !ownership::is_ours(&secret.metadata, ctx) {
-                return Ok(Observation::failed(
-                    reasons::NAME_CONFLICT,
-                    format!(
-                        "Secret {namespace}/{} exists and is not labelled for this enablement",
-                        secret.metadata.name.as_deref().unwrap_or_default()
-                    ),
-                ));
-            }
+        let ours = [&ca_secret, &cert_secret].into_iter().flatten();
+        if let Some(message) = secrets::conflict(ours, ctx) {
+            return Ok(Observation::failed(reasons::NAME_CONFLICT, message));
         }
 
-        let (stored_ca, published_before) = stored(ca_secret.as_ref(), CA_CERT_KEY, CA_KEY_KEY)
-            .and_then(|ca| rotation::stored_ca(&ca.cert_pem, ca.key_pem()))
+        let (stored_ca, published_before) = secrets::stored_ca(ca_secret.as_ref())
             .map_or((None, Vec::new()), |(ca, older)| (Some(ca), older));
         let renewal = renew(
             stored_ca.clone(),
@@ -269,6 +260,7 @@ mod tests {
     use serde_json::json;
 
     use super::pki::tests::{days, sans_of_pem, t0};
+    use super::secrets::CA_CERT_KEY;
     use super::*;
     use crate::api::{FederationEnablement, FederationEnablementSpec};
     use crate::job::RunFacts;

@@ -31,7 +31,30 @@ pub(crate) fn stored(secret: Option<&Secret>, cert_key: &str, key_key: &str) -> 
     Some(KeyedCert::new(text(cert_key)?, text(key_key)?))
 }
 
-fn pem_data(entries: [(&str, &str); 2]) -> BTreeMap<String, ByteString> {
+/// The first of `secrets` that is not labelled for this enablement, as a `NameConflict` message.
+pub(crate) fn conflict<'a>(
+    secrets: impl IntoIterator<Item = &'a Secret>,
+    ctx: &Context<'_>,
+) -> Option<String> {
+    let foreign = secrets
+        .into_iter()
+        .find(|secret| !ownership::is_ours(&secret.metadata, ctx))?;
+    Some(format!(
+        "Secret {}/{} exists and is not labelled for this enablement",
+        ctx.control_plane_namespace(),
+        foreign.metadata.name.as_deref().unwrap_or_default()
+    ))
+}
+
+/// The current CA of a CA Secret (the first certificate of `ca.crt`, with `ca.key`), and the
+/// CAs it replaced that are still published after it ([`super::rotation`]).
+pub(crate) fn stored_ca(secret: Option<&Secret>) -> Option<(KeyedCert, Vec<String>)> {
+    let stored = stored(secret, CA_CERT_KEY, CA_KEY_KEY)?;
+    super::rotation::stored_ca(&stored.cert_pem, stored.key_pem())
+}
+
+/// Secret data of text entries (PEM, kubeconfig).
+pub(crate) fn pem_data<const N: usize>(entries: [(&str, &str); N]) -> BTreeMap<String, ByteString> {
     entries
         .into_iter()
         .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))

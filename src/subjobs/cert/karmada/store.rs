@@ -13,15 +13,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use kube::Api;
 
 use super::{KarmadaSet, Member};
 use crate::api::SubJobType;
 use crate::subjobs::cert::kubeconfig::KubeconfigDocument;
 use crate::subjobs::cert::pki::KeyedCert;
-use crate::subjobs::cert::rotation;
+use crate::subjobs::cert::secrets;
 use crate::subjobs::cert::secrets::{
-    CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, get_secret, stored,
+    CA_CERT_KEY, CA_KEY_KEY, TLS_CERT_KEY, TLS_KEY_KEY, get_secret, pem_data, stored,
 };
 use crate::subjobs::{Context, Result, names, ownership};
 
@@ -61,23 +61,12 @@ impl StoredSecrets {
 
     /// The first of them that exists and is not labelled for this enablement, as a message.
     pub fn conflict(&self, ctx: &Context<'_>) -> Option<String> {
-        let foreign = self
-            .all()
-            .into_iter()
-            .flatten()
-            .find(|secret| !ownership::is_ours(&secret.metadata, ctx))?;
-        Some(format!(
-            "Secret {}/{} exists and is not labelled for this enablement",
-            ctx.control_plane_namespace(),
-            foreign.name_any()
-        ))
+        secrets::conflict(self.all().into_iter().flatten(), ctx)
     }
 
-    /// The current CA (the first certificate of `ca.crt`, with `ca.key`), and the CAs it
-    /// replaced that are still published after it ([`crate::subjobs::cert::rotation`]).
+    /// The current CA and the CAs it replaced still published after it.
     fn ca(&self) -> Option<(KeyedCert, Vec<String>)> {
-        let stored = stored(self.ca.as_ref(), CA_CERT_KEY, CA_KEY_KEY)?;
-        rotation::stored_ca(&stored.cert_pem, stored.key_pem())
+        secrets::stored_ca(self.ca.as_ref())
     }
 
     /// The CAs published after the current one.
@@ -88,11 +77,9 @@ impl StoredSecrets {
     /// The certificates they hold, each where both its certificate and its key are stored.
     pub fn set(&self) -> KarmadaSet<Option<KeyedCert>> {
         KarmadaSet::from_fn(|member| {
-            if member == Member::Ca {
-                return self.ca().map(|(current, _)| current);
-            }
             let (secret, cert_key, key_key) = match member {
-                Member::Ca => (&self.ca, CA_CERT_KEY, CA_KEY_KEY),
+                // The current CA: the first certificate of a bundle.
+                Member::Ca => return self.ca().map(|(current, _)| current),
                 Member::ControlPlane => (&self.certs, TLS_CERT_KEY, TLS_KEY_KEY),
                 Member::FrontProxyCa => (&self.front_proxy, CA_CERT_KEY, CA_KEY_KEY),
                 Member::FrontProxyClient => (&self.front_proxy, TLS_CERT_KEY, TLS_KEY_KEY),
@@ -101,13 +88,6 @@ impl StoredSecrets {
             stored(secret.as_ref(), cert_key, key_key)
         })
     }
-}
-
-fn data<const N: usize>(entries: [(&str, &str); N]) -> BTreeMap<String, ByteString> {
-    entries
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-        .collect()
 }
 
 fn secret(
@@ -141,13 +121,13 @@ pub fn desired_secrets(
         ctx,
         names::ca_secret(ctx.name),
         "Opaque",
-        data([(CA_CERT_KEY, trusted), (CA_KEY_KEY, set.ca.key_pem())]),
+        pem_data([(CA_CERT_KEY, trusted), (CA_KEY_KEY, set.ca.key_pem())]),
     );
     let front_proxy = secret(
         ctx,
         names::front_proxy_secret(ctx.name),
         "Opaque",
-        data([
+        pem_data([
             (CA_CERT_KEY, &set.front_proxy_ca.cert_pem),
             (CA_KEY_KEY, set.front_proxy_ca.key_pem()),
             (TLS_CERT_KEY, &set.front_proxy_client.cert_pem),
@@ -158,7 +138,7 @@ pub fn desired_secrets(
         ctx,
         names::cert_secret(ctx.name),
         "kubernetes.io/tls",
-        data([
+        pem_data([
             (TLS_CERT_KEY, &set.control_plane.cert_pem),
             (TLS_KEY_KEY, set.control_plane.key_pem()),
             (CA_CERT_KEY, trusted),
@@ -168,7 +148,7 @@ pub fn desired_secrets(
         ctx,
         names::kubeconfig_secret(ctx.name),
         "Opaque",
-        data([
+        pem_data([
             (KUBECONFIG_KEY, kubeconfig.as_str()),
             (TLS_CERT_KEY, &set.federation_admin.cert_pem),
             (TLS_KEY_KEY, set.federation_admin.key_pem()),
