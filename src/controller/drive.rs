@@ -101,7 +101,7 @@ pub(super) async fn drive<M: Machine>(
 }
 
 /// What a reconcile wrote of the status before its last write.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct Written {
     pub resource_version: Option<String>,
     /// None: nothing written yet.

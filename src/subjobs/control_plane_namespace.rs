@@ -38,12 +38,17 @@ pub enum NamespaceUse {
     OwnOnly,
 }
 
-/// The state of a namespace that exists, for the enablement of uid `uid`.
-fn state_of(namespace: &Namespace, uid: &str, usage: NamespaceUse) -> NamespaceState {
-    let created_here = namespace
+/// Whether the enablement of uid `uid` created `namespace` (its created-by annotation).
+pub(crate) fn created_by(namespace: &Namespace, uid: &str) -> bool {
+    namespace
         .annotations()
         .get(CREATED_BY_ANNOTATION)
-        .is_some_and(|creator| creator == uid);
+        .is_some_and(|creator| creator == uid)
+}
+
+/// The state of a namespace that exists, for the enablement of uid `uid`.
+fn state_of(namespace: &Namespace, uid: &str, usage: NamespaceUse) -> NamespaceState {
+    let created_here = created_by(namespace, uid);
     let labelled = namespace
         .metadata
         .labels

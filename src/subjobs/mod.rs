@@ -208,7 +208,8 @@ impl<'a> Context<'a> {
         &self.install.release
     }
 
-    /// The image the helm Jobs run.
+    /// The image the helm Jobs run: `chart.runnerImage`, or the controller's default (for a
+    /// teardown, the recorded install's, within today's allowlist).
     pub fn runner_image(&self) -> &str {
         &self.install.runner_image
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::control_plane_namespace::shared_with_another;
 use super::deletion::delete_one;
 use super::{Context, Error, Result, SubJobExecutor, names};
-use crate::api::{CONTROL_PLANE_NODE_LABEL, CREATED_BY_ANNOTATION, SubJobType};
+use crate::api::{CONTROL_PLANE_NODE_LABEL, SubJobType};
 use crate::job::{Mode, Observation, reasons};
 
 pub struct NodeExecutor {
@@ -168,12 +168,9 @@ impl NodeExecutor {
             .get_opt(namespace)
             .await
             .map_err(|source| Error::api::<Namespace>("get", "", namespace, source))?;
-        let created_by_us = ns.as_ref().is_some_and(|ns| {
-            ns.annotations()
-                .get(CREATED_BY_ANNOTATION)
-                .map(String::as_str)
-                == Some(ctx.uid)
-        });
+        let created_by_us = ns
+            .as_ref()
+            .is_some_and(|ns| super::control_plane_namespace::created_by(ns, ctx.uid));
         let Some(ns) = ns.filter(|ns| created_by_us && ns.metadata.deletion_timestamp.is_none())
         else {
             return Ok(NamespaceFate::NotOurs);
