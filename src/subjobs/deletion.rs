@@ -59,10 +59,7 @@ where
     K::DynamicType: Default,
 {
     let objects = list_ours(api, ctx, sub_job, requirements).await?;
-    for object in &objects {
-        delete_unless_deleting(api, object).await?;
-    }
-    Ok(objects.len())
+    delete_all(api, &objects).await
 }
 
 /// The objects of kind `K` this enablement's `sub_job` made that also meet `requirements` (more
@@ -97,7 +94,16 @@ where
     K::DynamicType: Default,
 {
     let objects = list(api, label_selector).await?;
-    for object in &objects {
+    delete_all(api, &objects).await
+}
+
+/// Deletes each of `objects` not being deleted already; returns how many were still there.
+pub async fn delete_all<K>(api: &Api<K>, objects: &[K]) -> Result<usize>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    for object in objects {
         delete_unless_deleting(api, object).await?;
     }
     Ok(objects.len())

@@ -40,15 +40,8 @@ where
         .get_opt(name)
         .await
         .map_err(|e| Error::api::<K>("get", "", name, e))?;
-    match object {
-        Some(object) if ours(&object) => {
-            if object.meta().deletion_timestamp.is_none() {
-                deletion::delete_one(api, &object).await?;
-            }
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
+    let ours: Vec<K> = object.into_iter().filter(|o| ours(o)).collect();
+    Ok(deletion::delete_all(api, &ours).await? > 0)
 }
 
 /// Deletes the hook leftovers of the release; returns how many were still there (0: done).
@@ -87,15 +80,15 @@ pub async fn delete_hook_leftovers(
         .list(&ListParams::default())
         .await
         .map_err(|e| Error::api::<ConfigMap>("list", namespace, "", e))?;
-    for config_map in listed.items.iter().filter(|cm| {
-        let name = cm.name_any();
-        is_hook(*cm) && (name == static_resources || name.starts_with(&crds))
-    }) {
-        remaining += 1;
-        if config_map.metadata.deletion_timestamp.is_none() {
-            deletion::delete_one(&config_maps, config_map).await?;
-        }
-    }
+    let hooks: Vec<ConfigMap> = listed
+        .items
+        .into_iter()
+        .filter(|cm| {
+            let name = cm.name_any();
+            is_hook(cm) && (name == static_resources || name.starts_with(&crds))
+        })
+        .collect();
+    remaining += deletion::delete_all(&config_maps, &hooks).await?;
     // The namespace holds this control plane alone (it was created for it), so every claim in
     // it is etcd's.
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
