@@ -100,11 +100,12 @@ pub(super) async fn drive<M: Machine>(
     Ok(driven)
 }
 
-/// What a reconcile wrote of the status before its last write.
+/// The object's version and status on the server, as of the last write of this reconcile (the
+/// object as read until then).
 #[derive(Clone, Debug)]
 pub(super) struct Written {
     pub resource_version: Option<String>,
-    /// None: nothing written yet.
+    /// None: the object has no status.
     pub status: Option<FederationEnablementStatus>,
 }
 
@@ -177,13 +178,12 @@ impl Machine for JobMachine<'_> {
                 return Ok(());
             }
             let before = self.written();
-            let on_server = before.status.as_ref().or(self.fe.status.as_ref());
             let resource_version = patch_status(
                 self.fe,
                 self.api,
                 self.ctx,
                 before.resource_version,
-                on_server,
+                before.status.as_ref(),
                 status,
             )
             .await?;

@@ -95,7 +95,7 @@ pub(super) async fn run_job(
         ctx,
         written: std::sync::Mutex::new(Written {
             resource_version: fe.resource_version(),
-            status: None,
+            status: fe.status.clone(),
         }),
         blocked,
         install,
@@ -112,7 +112,7 @@ pub(super) async fn run_job(
         api,
         ctx,
         written.resource_version,
-        written.status.as_ref().or(fe.status.as_ref()),
+        written.status.as_ref(),
         &driven.status,
         &driven.transitions,
     )
