@@ -21,12 +21,12 @@ use crate::api::{
 use crate::job::{Mode, Observation, reasons};
 
 /// The port Karmada's API server listens on (TLS 1.3 only).
-pub const KARMADA_APISERVER_PORT: i32 = 5443;
+const KARMADA_APISERVER_PORT: i32 = 5443;
 
 /// The Service's selector and target port: what the chart gives the federation API server pods,
 /// and where they listen. For Karmada, the label the controller has the chart put on them
 /// (`apiServer.podLabels`), whose value (a uid) YAML cannot misread.
-pub fn apiserver_target(ctx: &Context<'_>) -> (BTreeMap<String, String>, i32) {
+fn apiserver_target(ctx: &Context<'_>) -> (BTreeMap<String, String>, i32) {
     match ctx.profile() {
         ChartProfile::Karmada => (
             BTreeMap::from([(APISERVER_POD_LABEL.to_string(), ctx.uid.to_string())]),

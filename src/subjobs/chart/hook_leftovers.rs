@@ -21,7 +21,7 @@ use crate::subjobs::{Context, Error, Result, deletion};
 const HELM_HOOK_ANNOTATION: &str = "helm.sh/hook";
 
 /// The name the chart gives its hook account, role and binding.
-pub fn hook_job_name(release: &str) -> String {
+fn hook_job_name(release: &str) -> String {
     format!("{release}-hook-job")
 }
 

@@ -26,7 +26,7 @@ use crate::subjobs::cert::secrets::{
 use crate::subjobs::{Context, Result, names, ownership};
 
 /// The key of the kubeconfig in its Secret.
-pub const KUBECONFIG_KEY: &str = "kubeconfig";
+const KUBECONFIG_KEY: &str = "kubeconfig";
 
 /// The four Secrets as they are stored (None: missing).
 #[derive(Clone, Debug, Default)]
